@@ -1,0 +1,236 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// MaxKeyLen is the longest key the engine ever passes to a Backend, in bytes.
+// Keys are 1..MaxKeyLen bytes of printable ASCII (0x21..0x7e): no spaces, no
+// control bytes, so they are safe for every store (Memcached allows 250 bytes).
+// A backend that adds its own namespace prefix must keep prefix+key within its
+// store's limit.
+const MaxKeyLen = 200
+
+// Sentinel errors. Backends wrap them with %w and context; callers match them
+// with errors.Is.
+var (
+	// ErrClosed is returned by every method called after Close.
+	ErrClosed = errors.New("backend: closed")
+	// ErrUnavailable means the store could not be reached or did not answer
+	// in time. The engine's fail mode applies.
+	ErrUnavailable = errors.New("backend: store unavailable")
+	// ErrInvalid means an argument broke the contract (an empty or over-long
+	// key, a key with a space or control byte, a negative TTL).
+	ErrInvalid = errors.New("backend: invalid argument")
+	// ErrInvalidURL means a store URL could not be used: unknown scheme,
+	// unknown query parameter, malformed host list. The message holds the
+	// redacted URL.
+	ErrInvalidURL = errors.New("backend: invalid store URL")
+	// ErrFull means the store refused a new key because it is at its
+	// configured bound and could not make room without dropping a block.
+	ErrFull = errors.New("backend: store full")
+)
+
+// Entry describes one key as the store sees it.
+type Entry struct {
+	// Key is the key, exactly as it was written.
+	Key string
+	// Found reports whether the key exists (and has not expired).
+	Found bool
+	// Value is a block's value as given to SetBlock, or a counter's value
+	// in decimal ASCII (as from strconv.FormatInt).
+	Value []byte
+	// TTL is the time left before the key expires, rounded up to the store's
+	// resolution, or 0 when the key never expires. Always > 0 for an
+	// expiring key that is Found.
+	TTL time.Duration
+}
+
+// Backend is the storage contract. Implementations know nothing about logins:
+// they store integer counters and opaque block values under keys, each with
+// its own time to live. All methods are safe for concurrent use, take the
+// context first, honour its deadline and cancellation (returning an error
+// that wraps ctx.Err() or ErrUnavailable), and return ErrClosed after Close.
+//
+// Absence is a result, never an error. An expired key behaves exactly as an
+// absent one for every method. No key ever exists without the TTL it was last
+// written with: a value and its expiry are written atomically.
+//
+// The conformance package (conformance.Run) is the executable specification
+// of this interface.
+type Backend interface {
+	// Incr atomically adds delta (which may be negative) to each counter in
+	// keys and returns the new values in the same order. An absent counter
+	// starts at 0. Every call restarts each key's TTL at ttl (a sliding
+	// window); ttl == 0 makes the key persistent. Each key is incremented
+	// atomically; several keys in one call need not be atomic together, but
+	// concurrent calls never lose an increment. A negative ttl is ErrInvalid.
+	// On a store error the caller cannot know whether the increment happened:
+	// implementations never retry it blindly.
+	Incr(ctx context.Context, keys []string, delta int64, ttl time.Duration) ([]int64, error)
+
+	// SetBlock stores value under key with the given TTL, replacing any
+	// value and restarting the TTL (a re-block restarts the clock). ttl == 0
+	// means the key never expires (a permanent block).
+	SetBlock(ctx context.Context, key string, value []byte, ttl time.Duration) error
+
+	// Get returns one Entry per key, in order. Absent and expired keys have
+	// Found == false. Get never extends a TTL.
+	Get(ctx context.Context, keys []string) ([]Entry, error)
+
+	// Delete removes the keys. Deleting an absent key is not an error.
+	Delete(ctx context.Context, keys ...string) error
+
+	// Scan lists live keys starting with prefix, one page at a time. Start
+	// with cursor ""; a returned next cursor of "" means the scan is done.
+	// A page holds at most limit entries (limit <= 0: a backend default) and
+	// may hold fewer, even none, while more remain. Every key that exists
+	// for the whole scan is returned at least once; a key deleted or expired
+	// during the scan may or may not be; no returned entry is expired at the
+	// time it is read. Entries carry Value and TTL as Get would. Glob
+	// characters in prefix (* ? [ ] { }) are literal.
+	Scan(ctx context.Context, prefix, cursor string, limit int) (entries []Entry, next string, err error)
+
+	// Close releases the backend's resources and waits for its goroutines.
+	// Further calls return ErrClosed. Close is idempotent.
+	Close() error
+}
+
+// Reservation is the request and result of a login check: look at the block
+// keys and, only when none of them exists, count one attempt on each counter.
+type Reservation struct {
+	// Blocks are the block keys to look at (input).
+	Blocks []string
+	// Counters are the counters to increment by one (input).
+	Counters []string
+	// TTL is the counters' sliding TTL; 0 = never expires (input).
+	TTL time.Duration
+
+	// Blocked is the index in Blocks of a block that exists, or -1 (output).
+	Blocked int
+	// Block is the entry of Blocks[Blocked] when Blocked >= 0 (output).
+	Block Entry
+	// Counts holds the new value of each counter, in order, when Blocked ==
+	// -1 (output). Reserve reuses its capacity.
+	Counts []int64
+}
+
+// Reserver is an optional interface for backends that can check blocks and
+// count an attempt in one round trip. Reserve has the semantics of the
+// package function Reserve; when a block exists, no counter may stay
+// incremented (a backend that increments optimistically must refund).
+type Reserver interface {
+	Reserve(ctx context.Context, r *Reservation) error
+}
+
+// Reserve performs r on b: through b's Reserver implementation when it has
+// one, otherwise as Get on the blocks followed, when none exists, by Incr on
+// the counters. On return r.Blocked and r.Block or r.Counts are set.
+func Reserve(ctx context.Context, b Backend, r *Reservation) error {
+	if rs, ok := b.(Reserver); ok {
+		return rs.Reserve(ctx, r)
+	}
+	r.Blocked = -1
+	r.Block = Entry{}
+	r.Counts = r.Counts[:0]
+	if len(r.Blocks) > 0 {
+		es, err := b.Get(ctx, r.Blocks)
+		if err != nil {
+			return err
+		}
+		for i, e := range es {
+			if e.Found {
+				r.Blocked, r.Block = i, e
+				return nil
+			}
+		}
+	}
+	if len(r.Counters) == 0 {
+		return nil
+	}
+	counts, err := b.Incr(ctx, r.Counters, 1, r.TTL)
+	if err != nil {
+		return err
+	}
+	r.Counts = append(r.Counts, counts...)
+	return nil
+}
+
+// BlockRequest asks to block one identity: escalate its lockout count, set
+// the block with the duration that count selects, and drop its failure
+// counter (so that, once the block expires, the identity starts afresh).
+type BlockRequest struct {
+	// BlockKey is the block to set.
+	BlockKey string
+	// Value is stored under BlockKey.
+	Value []byte
+	// CounterKey is the identity's failure counter, deleted by the block.
+	// Empty: none.
+	CounterKey string
+	// LockoutsKey counts this identity's lockouts within Window.
+	LockoutsKey string
+	// Window is the TTL of LockoutsKey (ACCESS_ATTEMPT_EXPIRATION); 0 =
+	// never expires.
+	Window time.Duration
+	// Durations is the escalation list: the n-th lockout lasts
+	// Durations[min(n, len)-1]; a duration of 0 is permanent. Must not be
+	// empty.
+	Durations []time.Duration
+}
+
+// BlockResult is what Block did.
+type BlockResult struct {
+	// Lockouts is the identity's lockout count, this one included.
+	Lockouts int64
+	// Duration is the block's TTL; 0 = permanent.
+	Duration time.Duration
+}
+
+// Blocker is an optional interface for backends that can perform a
+// BlockRequest in one round trip, with the semantics of the package function
+// Block.
+type Blocker interface {
+	Block(ctx context.Context, req BlockRequest) (BlockResult, error)
+}
+
+// Block performs req on b: through b's Blocker implementation when it has
+// one, otherwise as Incr on LockoutsKey, SetBlock on BlockKey with the
+// duration the new count selects, then Delete of CounterKey.
+func Block(ctx context.Context, b Backend, req BlockRequest) (BlockResult, error) {
+	if len(req.Durations) == 0 {
+		return BlockResult{}, fmt.Errorf("%w: BlockRequest.Durations is empty", ErrInvalid)
+	}
+	if bl, ok := b.(Blocker); ok {
+		return bl.Block(ctx, req)
+	}
+	n, err := b.Incr(ctx, []string{req.LockoutsKey}, 1, req.Window)
+	if err != nil {
+		return BlockResult{}, err
+	}
+	res := BlockResult{Lockouts: n[0], Duration: Escalate(req.Durations, n[0])}
+	if err := b.SetBlock(ctx, req.BlockKey, req.Value, res.Duration); err != nil {
+		return res, err
+	}
+	if req.CounterKey != "" {
+		if err := b.Delete(ctx, req.CounterKey); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// Escalate returns the duration of the n-th lockout (n >= 1) under the
+// escalation list durations: durations[n-1], or the last entry past the end.
+func Escalate(durations []time.Duration, n int64) time.Duration {
+	i := n - 1
+	if i < 0 {
+		i = 0
+	}
+	if i >= int64(len(durations)) {
+		i = int64(len(durations)) - 1
+	}
+	return durations[i]
+}

@@ -1,0 +1,3 @@
+module github.com/go-defender/defender
+
+go 1.25
