@@ -1,0 +1,83 @@
+package auditlog
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"time"
+	"unicode/utf8"
+)
+
+// Field bounds, in bytes, as in django-defender's AccessAttempt model.
+const (
+	MaxUsername  = 255
+	MaxUserAgent = 255
+	MaxPath      = 255
+	MaxAccept    = 1025
+)
+
+// Record is one classified login attempt. It never holds a password.
+type Record struct {
+	// ID is unique per attempt (32 hex digits, time-ordered prefix). Sinks
+	// use it to make replays idempotent.
+	ID string `json:"id"`
+	// Time is when the attempt was decided, in UTC.
+	Time time.Time `json:"time"`
+	// IP is the client address as the engine keyed it (canonical form).
+	IP string `json:"ip"`
+	// Username is the username as typed, trimmed, at most MaxUsername bytes.
+	Username string `json:"username"`
+	// UserAgent is at most MaxUserAgent bytes.
+	UserAgent string `json:"user_agent"`
+	// Path is the request path, at most MaxPath bytes.
+	Path string `json:"path"`
+	// Accept is the HTTP Accept header, at most MaxAccept bytes.
+	Accept string `json:"http_accept"`
+	// Success reports a successful login (django-defender's login_valid).
+	Success bool `json:"login_valid"`
+	// Locked reports that the attempt was answered with the lockout
+	// response.
+	Locked bool `json:"locked"`
+	// FailMode names the fail mode that decided the attempt because the
+	// store was unavailable ("open", "local", "closed"), or is empty.
+	FailMode string `json:"fail_mode,omitempty"`
+}
+
+// Recorder accepts records for asynchronous delivery. Record never blocks
+// for I/O and never fails the caller: what cannot be delivered now is
+// spooled or counted, never silently dropped.
+type Recorder interface {
+	Record(Record)
+}
+
+// NewID returns a new unique record id: 12 hex digits of milliseconds since
+// the Unix epoch followed by 20 random hex digits.
+func NewID(now time.Time) string {
+	var b [16]byte
+	ms := uint64(now.UnixMilli())
+	for i := 5; i >= 0; i-- {
+		b[i] = byte(ms)
+		ms >>= 8
+	}
+	_, _ = rand.Read(b[6:])
+	return hex.EncodeToString(b[:])
+}
+
+// Truncate returns r with every string field cut to its bound, on a UTF-8
+// boundary.
+func (r Record) Truncate() Record {
+	r.Username = truncate(r.Username, MaxUsername)
+	r.UserAgent = truncate(r.UserAgent, MaxUserAgent)
+	r.Path = truncate(r.Path, MaxPath)
+	r.Accept = truncate(r.Accept, MaxAccept)
+	return r
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
