@@ -1,0 +1,149 @@
+package testserver
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+func TestStartRedis(t *testing.T) {
+	ctx := context.Background()
+	addr := StartRedis(t)
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.Get(ctx, "k").Result(); err != nil || v != "v" {
+		t.Fatalf("GET = %q, %v", v, err)
+	}
+	cfg, err := c.ConfigGet(ctx, "save").Result()
+	if err != nil || cfg["save"] != "" {
+		t.Fatalf("persistence on: %v %v", cfg, err)
+	}
+}
+
+func TestRedisServerStopKill(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		stop func(*RedisServer)
+	}{
+		{"stop", (*RedisServer).Stop},
+		{"kill", (*RedisServer).Kill},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := StartRedisServer(t)
+			if err := s.Client().Ping(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+			tc.stop(s)
+			tc.stop(s) // idempotent
+			if err := WaitTCP(s.Addr, 50*time.Millisecond); err == nil {
+				t.Fatal("server still accepts connections")
+			}
+			if s.Log() == "" {
+				t.Error("no log")
+			}
+		})
+	}
+}
+
+func TestStartRedisCluster(t *testing.T) {
+	ctx := context.Background()
+	rc := StartRedisCluster(t, 3, 1)
+	if len(rc.Addrs()) != 6 {
+		t.Fatalf("nodes = %d", len(rc.Addrs()))
+	}
+	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: rc.Addrs()})
+	defer c.Close()
+	for _, k := range []string{"a", "b", "c", "{x}1"} {
+		if err := c.Set(ctx, k, "v", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := rc.MasterOf(ctx, "{x}1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if role, _ := m.Role(ctx); role != "master" {
+		t.Fatalf("MasterOf gave a %s", role)
+	}
+	r, err := rc.ReplicaOf(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.Failover(ctx, r, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if m2, err := rc.MasterOf(ctx, "{x}1"); err != nil || m2 != r {
+		t.Fatalf("after failover master = %v, %v; want %s", m2, err, r.Addr)
+	}
+	// The old master is now a replica of r: crash r and wait for m to take over.
+	if err := rc.KillAndWaitPromotion(ctx, r, m, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.Get(ctx, "{x}1").Result(); err != nil || v != "v" {
+		t.Fatalf("GET after failovers = %q, %v", v, err)
+	}
+	if _, err := rc.node("127.0.0.1:1"); err == nil {
+		t.Error("node of unknown address")
+	}
+	if _, err := rc.ReplicaOf(ctx, r); err == nil {
+		t.Error("replica of a dead master")
+	}
+}
+
+func TestStartRedisClusterTooSmall(t *testing.T) {
+	ft := &fatalT{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		StartRedisCluster(ft, 2, 0)
+	}()
+	<-done
+	if !ft.failed {
+		t.Fatal("2 masters accepted")
+	}
+}
+
+// fatalT records Fatalf and ends the goroutine, so that a helper's failure
+// path can be tested.
+type fatalT struct {
+	testing.TB
+	failed bool
+}
+
+func (f *fatalT) Fatalf(format string, args ...any) {
+	f.failed = true
+	runtimeGoexit()
+}
+
+func (f *fatalT) Helper() {}
+
+func TestStartRedisSentinel(t *testing.T) {
+	ctx := context.Background()
+	rs := StartRedisSentinel(t)
+	a, err := rs.MasterAddr(ctx)
+	if err != nil || a != rs.Master.Addr {
+		t.Fatalf("master = %q, %v; want %s", a, err, rs.Master.Addr)
+	}
+	c := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: SentinelMaster, SentinelAddrs: []string{rs.Sentinel.Addr}})
+	defer c.Close()
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.KillMasterAndWaitFailover(ctx, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitFor(10*time.Second, func() error { return c.Set(ctx, "k2", "v", 0).Err() }); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.Get(ctx, "k").Result(); err != nil || v != "v" {
+		t.Fatalf("GET after failover = %q, %v", v, err)
+	}
+}
+
+func runtimeGoexit() { goexit() }
