@@ -120,15 +120,23 @@ type Reservation struct {
 
 // Reserver is an optional interface for backends that can check blocks and
 // count an attempt in one round trip. Reserve has the semantics of the
-// package function Reserve; when a block exists, no counter may stay
-// incremented (a backend that increments optimistically must refund).
+// package function Reserve, including its ordering rule.
 type Reserver interface {
 	Reserve(ctx context.Context, r *Reservation) error
 }
 
 // Reserve performs r on b: through b's Reserver implementation when it has
-// one, otherwise as Get on the blocks followed, when none exists, by Incr on
-// the counters. On return r.Blocked and r.Block or r.Counts are set.
+// one, otherwise with the core methods. On return r.Blocked and r.Block, or
+// r.Counts, are set. When a block exists, no counter stays incremented.
+//
+// Ordering rule (what makes reserve-before-verify exact): for each i, the
+// reservation must read Blocks[i] no earlier than it increments
+// Counters[i], or do both atomically. Block sets a block before it deletes
+// the counter, so an attempt racing with Block then either sees the block or
+// counts on top of the attempt that is blocking (and is refused as over the
+// limit); it can never start a fresh counter behind a new block. The
+// fallback therefore increments first, then reads the blocks, and refunds
+// its increments (Incr by -1) when a block exists.
 func Reserve(ctx context.Context, b Backend, r *Reservation) error {
 	if rs, ok := b.(Reserver); ok {
 		return rs.Reserve(ctx, r)
@@ -136,6 +144,13 @@ func Reserve(ctx context.Context, b Backend, r *Reservation) error {
 	r.Blocked = -1
 	r.Block = Entry{}
 	r.Counts = r.Counts[:0]
+	var counts []int64
+	if len(r.Counters) > 0 {
+		var err error
+		if counts, err = b.Incr(ctx, r.Counters, 1, r.TTL); err != nil {
+			return err
+		}
+	}
 	if len(r.Blocks) > 0 {
 		es, err := b.Get(ctx, r.Blocks)
 		if err != nil {
@@ -144,16 +159,14 @@ func Reserve(ctx context.Context, b Backend, r *Reservation) error {
 		for i, e := range es {
 			if e.Found {
 				r.Blocked, r.Block = i, e
+				if len(r.Counters) > 0 {
+					if _, err := b.Incr(ctx, r.Counters, -1, r.TTL); err != nil {
+						return err
+					}
+				}
 				return nil
 			}
 		}
-	}
-	if len(r.Counters) == 0 {
-		return nil
-	}
-	counts, err := b.Incr(ctx, r.Counters, 1, r.TTL)
-	if err != nil {
-		return err
 	}
 	r.Counts = append(r.Counts, counts...)
 	return nil
@@ -198,7 +211,9 @@ type Blocker interface {
 
 // Block performs req on b: through b's Blocker implementation when it has
 // one, otherwise as Incr on LockoutsKey, SetBlock on BlockKey with the
-// duration the new count selects, then Delete of CounterKey.
+// duration the new count selects, then Delete of CounterKey — in that order:
+// the block is set before the counter goes (see the ordering rule of
+// Reserve). A Blocker may do it atomically.
 func Block(ctx context.Context, b Backend, req BlockRequest) (BlockResult, error) {
 	if len(req.Durations) == 0 {
 		return BlockResult{}, fmt.Errorf("%w: BlockRequest.Durations is empty", ErrInvalid)
