@@ -1,0 +1,974 @@
+package memory
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-defender/defender/backend"
+)
+
+// clock is a fake clock safe for concurrent use.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Unix(1_700_000_000, 0)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func open(t testing.TB, o *Options) *Store {
+	t.Helper()
+	s, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func openClock(t testing.TB, maxKeys int) (*Store, *clock) {
+	c := newClock()
+	return open(t, &Options{MaxKeys: maxKeys, Now: c.Now, SweepInterval: -1}), c
+}
+
+var bg = context.Background()
+
+func get1(t *testing.T, s *Store, key string) backend.Entry {
+	t.Helper()
+	es, err := s.Get(bg, []string{key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return es[0]
+}
+
+func incr1(t *testing.T, s *Store, key string, delta int64, ttl time.Duration) int64 {
+	t.Helper()
+	n, err := s.Incr(bg, []string{key}, delta, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n[0]
+}
+
+func TestTTL(t *testing.T) {
+	type step struct {
+		op      string // incr, block, adv, get
+		d       time.Duration
+		found   bool
+		value   string
+		wantTTL time.Duration
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"sliding increment", []step{
+			{op: "incr", d: 10 * time.Second},
+			{op: "adv", d: 9 * time.Second},
+			{op: "get", found: true, value: "1", wantTTL: time.Second},
+			{op: "incr", d: 10 * time.Second},
+			{op: "adv", d: 9 * time.Second},
+			{op: "get", found: true, value: "2", wantTTL: time.Second},
+			{op: "adv", d: time.Second},
+			{op: "get", found: false},
+			{op: "incr", d: 10 * time.Second},
+			{op: "get", found: true, value: "1", wantTTL: 10 * time.Second},
+		}},
+		{"ttl 0 never expires", []step{
+			{op: "incr", d: 0},
+			{op: "adv", d: 1000 * time.Hour},
+			{op: "get", found: true, value: "1", wantTTL: 0},
+		}},
+		{"re-block restarts the clock", []step{
+			{op: "block", d: 10 * time.Second},
+			{op: "adv", d: 8 * time.Second},
+			{op: "get", found: true, value: "v", wantTTL: 2 * time.Second},
+			{op: "block", d: 10 * time.Second},
+			{op: "adv", d: 8 * time.Second},
+			{op: "get", found: true, value: "v", wantTTL: 2 * time.Second},
+			{op: "adv", d: 2 * time.Second},
+			{op: "get", found: false},
+		}},
+		{"permanent block", []step{
+			{op: "block", d: 0},
+			{op: "adv", d: 1000 * time.Hour},
+			{op: "get", found: true, value: "v"},
+		}},
+		{"expired counter restarts at zero", []step{
+			{op: "incr", d: time.Second},
+			{op: "incr", d: time.Second},
+			{op: "adv", d: time.Second},
+			{op: "incr", d: time.Second},
+			{op: "get", found: true, value: "1", wantTTL: time.Second},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, c := openClock(t, 0)
+			for i, st := range tt.steps {
+				switch st.op {
+				case "incr":
+					incr1(t, s, "k", 1, st.d)
+				case "block":
+					if err := s.SetBlock(bg, "k", []byte("v"), st.d); err != nil {
+						t.Fatal(err)
+					}
+				case "adv":
+					c.Advance(st.d)
+				case "get":
+					e := get1(t, s, "k")
+					if e.Found != st.found || (st.found && (string(e.Value) != st.value || e.TTL != st.wantTTL)) {
+						t.Fatalf("step %d: got %+v (value %q), want found=%v value=%q ttl=%v", i, e, e.Value, st.found, st.value, st.wantTTL)
+					}
+					if e.Key != "k" {
+						t.Fatalf("step %d: key %q", i, e.Key)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestInvalidArguments(t *testing.T) {
+	s := open(t, nil)
+	long := strings.Repeat("x", backend.MaxKeyLen+1)
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{"incr negative ttl", func() error { _, err := s.Incr(bg, []string{"a"}, 1, -1); return err }},
+		{"incr empty key", func() error { _, err := s.Incr(bg, []string{""}, 1, 0); return err }},
+		{"incr long key", func() error { _, err := s.Incr(bg, []string{long}, 1, 0); return err }},
+		{"incr space", func() error { _, err := s.Incr(bg, []string{"a b"}, 1, 0); return err }},
+		{"block negative ttl", func() error { return s.SetBlock(bg, "a", nil, -time.Second) }},
+		{"block bad key", func() error { return s.SetBlock(bg, "a\n", nil, 0) }},
+		{"get bad key", func() error { _, err := s.Get(bg, []string{"ok", ""}); return err }},
+		{"delete bad key", func() error { return s.Delete(bg, "\x00") }},
+		{"reserve negative ttl", func() error { return s.Reserve(bg, &backend.Reservation{TTL: -1}) }},
+		{"reserve bad block", func() error { return s.Reserve(bg, &backend.Reservation{Blocks: []string{""}}) }},
+		{"reserve bad counter", func() error { return s.Reserve(bg, &backend.Reservation{Counters: []string{" "}}) }},
+		{"block empty durations", func() error { _, err := s.Block(bg, backend.BlockRequest{BlockKey: "b", LockoutsKey: "l"}); return err }},
+		{"block negative window", func() error {
+			_, err := s.Block(bg, backend.BlockRequest{BlockKey: "b", LockoutsKey: "l", Window: -1, Durations: []time.Duration{1}})
+			return err
+		}},
+		{"block negative duration", func() error {
+			_, err := s.Block(bg, backend.BlockRequest{BlockKey: "b", LockoutsKey: "l", Durations: []time.Duration{-1}})
+			return err
+		}},
+		{"block bad key", func() error {
+			_, err := s.Block(bg, backend.BlockRequest{BlockKey: "b", LockoutsKey: "", Durations: []time.Duration{1}})
+			return err
+		}},
+		{"scan bad cursor", func() error { _, _, err := s.Scan(bg, "", "x1:", 0); return err }},
+		{"scan cursor shard out of range", func() error { _, _, err := s.Scan(bg, "", "m64:", 0); return err }},
+		{"scan cursor no colon", func() error { _, _, err := s.Scan(bg, "", "m1", 0); return err }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.call(); !errors.Is(err, backend.ErrInvalid) {
+				t.Fatalf("got %v, want ErrInvalid", err)
+			}
+		})
+	}
+	if _, err := New(&Options{MaxKeys: -1}); !errors.Is(err, backend.ErrInvalid) || !strings.Contains(err.Error(), "MaxKeys") {
+		t.Fatalf("New(MaxKeys -1) = %v", err)
+	}
+}
+
+func TestIncrOnBlockIsInvalid(t *testing.T) {
+	s := open(t, nil)
+	if err := s.SetBlock(bg, "b", []byte("x"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Incr(bg, []string{"b"}, 1, 0); !errors.Is(err, backend.ErrInvalid) {
+		t.Fatalf("Incr on a block: %v", err)
+	}
+	// A counter can be replaced by a block.
+	incr1(t, s, "c", 5, 0)
+	if err := s.SetBlock(bg, "c", []byte("blk"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if e := get1(t, s, "c"); string(e.Value) != "blk" {
+		t.Fatalf("got %q", e.Value)
+	}
+}
+
+func TestIncrValues(t *testing.T) {
+	s := open(t, nil)
+	got, err := s.Incr(bg, []string{"a", "b", "a"}, 3, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != "[3 3 6]" {
+		t.Fatalf("got %v", got)
+	}
+	if n := incr1(t, s, "a", -10, time.Minute); n != -4 {
+		t.Fatalf("negative delta: %d", n)
+	}
+	if e := get1(t, s, "a"); string(e.Value) != "-4" {
+		t.Fatalf("value %q", e.Value)
+	}
+	if e := get1(t, s, "absent"); e.Found || e.Key != "absent" || e.Value != nil || e.TTL != 0 {
+		t.Fatalf("absent: %+v", e)
+	}
+	if err := s.Delete(bg, "a", "absent"); err != nil {
+		t.Fatal(err)
+	}
+	if e := get1(t, s, "a"); e.Found {
+		t.Fatal("deleted key found")
+	}
+}
+
+func TestExactCountsUnderConcurrency(t *testing.T) {
+	s := open(t, &Options{MaxKeys: 1000})
+	const G, N = 64, 200
+	var wg sync.WaitGroup
+	for g := range G {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := &backend.Reservation{Blocks: []string{"blk"}, Counters: []string{"shared", "g" + strconv.Itoa(g)}, TTL: time.Hour}
+			for range N {
+				if err := s.Reserve(bg, r); err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := s.Incr(bg, []string{"shared2"}, 2, time.Hour); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	es, err := s.Get(bg, []string{"shared", "shared2", "g0", "g63"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{strconv.Itoa(G * N), strconv.Itoa(2 * G * N), strconv.Itoa(N), strconv.Itoa(N)}
+	for i, e := range es {
+		if string(e.Value) != want[i] {
+			t.Errorf("%s = %s, want %s", e.Key, e.Value, want[i])
+		}
+	}
+}
+
+func TestReserve(t *testing.T) {
+	s, c := openClock(t, 0)
+	r := &backend.Reservation{
+		Blocks:   []string{"b:ip", "b:user"},
+		Counters: []string{"f:ip", "f:user"},
+		TTL:      time.Minute,
+		Counts:   make([]int64, 0, 4),
+	}
+	for want := int64(1); want <= 3; want++ {
+		if err := s.Reserve(bg, r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Blocked != -1 || len(r.Counts) != 2 || r.Counts[0] != want || r.Counts[1] != want {
+			t.Fatalf("reserve %d: %+v", want, r)
+		}
+	}
+	if err := s.SetBlock(bg, "b:user", []byte("locked"), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reserve(bg, r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Blocked != 1 || string(r.Block.Value) != "locked" || r.Block.Key != "b:user" || r.Block.TTL != 10*time.Second || len(r.Counts) != 0 {
+		t.Fatalf("blocked reserve: %+v", r)
+	}
+	if e := get1(t, s, "f:ip"); string(e.Value) != "3" {
+		t.Fatalf("a blocked reserve counted: %s", e.Value)
+	}
+	c.Advance(10 * time.Second)
+	if err := s.Reserve(bg, r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Blocked != -1 || r.Counts[0] != 4 {
+		t.Fatalf("after expiry: %+v", r)
+	}
+	// No blocks, no counters.
+	empty := &backend.Reservation{}
+	if err := s.Reserve(bg, empty); err != nil || empty.Blocked != -1 {
+		t.Fatalf("empty reservation: %v %+v", err, empty)
+	}
+	// Through the package function too.
+	if err := backend.Reserve(bg, s, r); err != nil || r.Counts[0] != 5 {
+		t.Fatalf("backend.Reserve: %v %+v", err, r)
+	}
+}
+
+func TestBlockEscalates(t *testing.T) {
+	s, c := openClock(t, 0)
+	req := backend.BlockRequest{
+		BlockKey:    "b:u",
+		Value:       []byte("why"),
+		CounterKey:  "f:u",
+		LockoutsKey: "l:u",
+		Window:      time.Hour,
+		Durations:   []time.Duration{time.Minute, 10 * time.Minute, 0},
+	}
+	wants := []time.Duration{time.Minute, 10 * time.Minute, 0, 0}
+	for i, want := range wants {
+		incr1(t, s, "f:u", 5, time.Hour)
+		res, err := backend.Block(bg, s, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Lockouts != int64(i+1) || res.Duration != want {
+			t.Fatalf("lockout %d: %+v, want duration %v", i+1, res, want)
+		}
+		if e := get1(t, s, "f:u"); e.Found {
+			t.Fatalf("lockout %d: counter survived", i+1)
+		}
+		e := get1(t, s, "b:u")
+		if !e.Found || string(e.Value) != "why" || e.TTL != want {
+			t.Fatalf("lockout %d: block %+v", i+1, e)
+		}
+		c.Advance(time.Minute)
+	}
+	// Without a counter key.
+	req.CounterKey = ""
+	if _, err := s.Block(bg, req); err != nil {
+		t.Fatal(err)
+	}
+	// The lockout window expires.
+	c.Advance(time.Hour)
+	if res, err := s.Block(bg, req); err != nil || res.Lockouts != 1 {
+		t.Fatalf("after window: %+v %v", res, err)
+	}
+}
+
+func TestScan(t *testing.T) {
+	s, c := openClock(t, 0)
+	special := []string{"p:a:b", "p:%41", "p:*", "p:?", "p:[x]", "p:{y}", "p:" + strings.Repeat("~", backend.MaxKeyLen-2)}
+	want := map[string]bool{}
+	for _, k := range special {
+		want[k] = true
+		if err := s.SetBlock(bg, k, []byte(k), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 500 {
+		k := fmt.Sprintf("p:n%03d", i)
+		want[k] = true
+		incr1(t, s, k, int64(i), time.Hour)
+	}
+	for i := range 50 {
+		incr1(t, s, fmt.Sprintf("q:%d", i), 1, time.Hour)
+		incr1(t, s, fmt.Sprintf("p:gone%d", i), 1, time.Second)
+	}
+	c.Advance(time.Second)
+	for _, limit := range []int{0, 1, 7, 100, 10000} {
+		t.Run(fmt.Sprint("limit", limit), func(t *testing.T) {
+			got := map[string]int{}
+			cursor, pages := "", 0
+			for {
+				es, next, err := s.Scan(bg, "p:", cursor, limit)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pages++
+				if limit > 0 && len(es) > limit {
+					t.Fatalf("page of %d > limit %d", len(es), limit)
+				}
+				for _, e := range es {
+					got[e.Key]++
+					if !e.Found || e.TTL != time.Hour-time.Second {
+						t.Fatalf("entry %+v", e)
+					}
+					if strings.HasPrefix(e.Key, "p:n") {
+						n, _ := strconv.Atoi(e.Key[3:])
+						if string(e.Value) != strconv.Itoa(n) {
+							t.Fatalf("%s = %s", e.Key, e.Value)
+						}
+					} else if string(e.Value) != e.Key {
+						t.Fatalf("%s = %s", e.Key, e.Value)
+					}
+				}
+				if next == "" {
+					break
+				}
+				cursor = next
+			}
+			if len(got) != len(want) {
+				t.Fatalf("got %d keys, want %d", len(got), len(want))
+			}
+			for k, n := range got {
+				if !want[k] || n != 1 {
+					t.Fatalf("key %q returned %d times (wanted: %v)", k, n, want[k])
+				}
+			}
+		})
+	}
+	// Glob characters in the prefix are literal.
+	es, _, err := s.Scan(bg, "p:*", "", 0)
+	if err != nil || len(es) != 1 || es[0].Key != "p:*" {
+		t.Fatalf("literal prefix: %v %v", es, err)
+	}
+}
+
+func TestScanDeleteDuring(t *testing.T) {
+	s := open(t, nil)
+	for i := range 300 {
+		incr1(t, s, fmt.Sprintf("k%03d", i), 1, 0)
+	}
+	seen := map[string]bool{}
+	cursor := ""
+	for {
+		es, next, err := s.Scan(bg, "k", cursor, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			seen[e.Key] = true
+			// Delete this key and an odd one that may come later.
+			if err := s.Delete(bg, e.Key); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if len(seen) != 300 {
+		t.Fatalf("saw %d keys", len(seen))
+	}
+	if st := s.Stats(); st.Keys != 0 {
+		t.Fatalf("keys left: %d", st.Keys)
+	}
+}
+
+// TestMemoryPressure floods the store with 10^6 distinct counters under a
+// bound of 10^4 keys: the bound holds, every block and lockout count
+// survives, and the evictions are counted and logged once.
+func TestMemoryPressure(t *testing.T) {
+	if testing.Short() {
+		t.Skip("floods 10^6 keys")
+	}
+	var logbuf bytes.Buffer
+	c := newClock()
+	const maxKeys, blocks, flood = 10_000, 2_000, 1_000_000
+	s := open(t, &Options{MaxKeys: maxKeys, Now: c.Now, SweepInterval: -1, Logger: slog.New(slog.NewTextHandler(&logbuf, nil))})
+	for i := range blocks {
+		req := backend.BlockRequest{
+			BlockKey:    "b:" + strconv.Itoa(i),
+			Value:       []byte("x"),
+			LockoutsKey: "l:" + strconv.Itoa(i),
+			Window:      time.Hour,
+			Durations:   []time.Duration{time.Hour},
+		}
+		if _, err := s.Block(bg, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := &backend.Reservation{Blocks: []string{"b:none"}, Counters: []string{""}, TTL: time.Hour}
+	for i := range flood {
+		r.Counters[0] = "f:" + strconv.Itoa(i)
+		if err := s.Reserve(bg, r); err != nil {
+			t.Fatalf("key %d: %v", i, err)
+		}
+		if i%100_000 == 0 {
+			if st := s.Stats(); st.Keys > maxKeys {
+				t.Fatalf("bound broken at %d: %+v", i, st)
+			}
+		}
+	}
+	st := s.Stats()
+	if st.Keys > maxKeys {
+		t.Fatalf("bound broken: %+v", st)
+	}
+	wantEvict := uint64(flood - (maxKeys - 2*blocks))
+	if st.Evictions < wantEvict {
+		t.Fatalf("evictions %d < %d", st.Evictions, wantEvict)
+	}
+	for i := range blocks {
+		es, err := s.Get(bg, []string{"b:" + strconv.Itoa(i), "l:" + strconv.Itoa(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !es[0].Found || !es[1].Found || string(es[1].Value) != "1" {
+			t.Fatalf("block %d lost: %+v", i, es)
+		}
+	}
+	// The most recent counter is still there (the victim is sampled among
+	// the others, all at count 1: at worst it is evicted by a later key).
+	if n := strings.Count(logbuf.String(), "evicting"); n != 1 {
+		t.Fatalf("logged %d times, want once per burst:\n%s", n, logbuf.String())
+	}
+	t.Logf("stats after flood: %+v", st)
+}
+
+func TestEvictionPrefersSmallCounts(t *testing.T) {
+	// One shard of 32 keys: fill with counters of count 100, then one
+	// counter of count 1; a new key must evict that one (it is always in
+	// the sample or found by the whole-shard scan... the sample is random,
+	// so check statistically: heavy counters survive most evictions).
+	s, _ := openClock(t, 32)
+	for i := range 31 {
+		incr1(t, s, "heavy"+strconv.Itoa(i), 100, time.Hour)
+	}
+	for i := range 200 {
+		incr1(t, s, "light"+strconv.Itoa(i), 1, time.Hour)
+	}
+	st := s.Stats()
+	if st.Keys != 32 || st.Evictions != 199 {
+		t.Fatalf("%+v", st)
+	}
+	heavy := 0
+	for i := range 31 {
+		if get1(t, s, "heavy"+strconv.Itoa(i)).Found {
+			heavy++
+		}
+	}
+	if heavy != 31 {
+		// With 8 samples out of 32 slots, a light key is in the sample
+		// with probability 1-(31/32)^8 ~ 22%; otherwise a heavy counter
+		// is the smallest sampled one. So heavy counters do get evicted:
+		// the check is that the heavy ones that survive are the majority.
+		t.Logf("%d heavy counters survived", heavy)
+	}
+	if heavy < 10 {
+		t.Fatalf("only %d heavy counters survived", heavy)
+	}
+}
+
+func TestFull(t *testing.T) {
+	s, c := openClock(t, 32) // one shard
+	for i := range 32 {
+		if err := s.SetBlock(bg, "b"+strconv.Itoa(i), nil, time.Duration(i+1)*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, call := range []func() error{
+		func() error { _, err := s.Incr(bg, []string{"new"}, 1, 0); return err },
+		func() error { return s.SetBlock(bg, "newblock", nil, 0) },
+		func() error { return s.Reserve(bg, &backend.Reservation{Counters: []string{"x"}}) },
+		func() error {
+			_, err := s.Block(bg, backend.BlockRequest{BlockKey: "b0", LockoutsKey: "l", Durations: []time.Duration{1}})
+			return err
+		},
+	} {
+		if err := call(); !errors.Is(err, backend.ErrFull) {
+			t.Fatalf("got %v, want ErrFull", err)
+		}
+	}
+	if st := s.Stats(); st.Full != 4 || st.Keys != 32 {
+		t.Fatalf("%+v", st)
+	}
+	// Existing keys can still be written.
+	if err := s.SetBlock(bg, "b5", []byte("again"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	// The first block expires: room again (the sweep at the bound finds it).
+	c.Advance(time.Minute)
+	incr1(t, s, "new", 1, 0)
+	// Full again; a delete makes room.
+	if _, err := s.Incr(bg, []string{"new2"}, 1, 0); err != nil {
+		// "new" is an evictable counter, so new2 evicts it.
+		t.Fatal(err)
+	}
+	if get1(t, s, "new").Found {
+		t.Fatal("counter not evicted")
+	}
+	if err := s.SetBlock(bg, "nb", nil, 0); err != nil { // evicts new2
+		t.Fatal(err)
+	}
+	if err := s.SetBlock(bg, "nb2", nil, 0); !errors.Is(err, backend.ErrFull) {
+		t.Fatalf("got %v", err)
+	}
+	if err := s.Delete(bg, "nb"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetBlock(bg, "nb2", nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Only permanent blocks: full until a delete.
+	if err := s.SetBlock(bg, "nb3", nil, 0); !errors.Is(err, backend.ErrFull) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestExpiredPreferredOverEviction(t *testing.T) {
+	s, c := openClock(t, 32)
+	for i := range 32 {
+		incr1(t, s, "short"+strconv.Itoa(i), 1, time.Second)
+	}
+	c.Advance(time.Second)
+	incr1(t, s, "new", 1, 0)
+	st := s.Stats()
+	if st.Evictions != 0 || st.Expired != 32 || st.Keys != 1 {
+		t.Fatalf("%+v", st)
+	}
+	// Within the same second the bound sweep does not run again: an
+	// expired key in the sample or scan is still preferred to a live one.
+	for i := range 31 {
+		incr1(t, s, "t"+strconv.Itoa(i), 1, 2*time.Second)
+	}
+	c.Advance(500 * time.Millisecond)
+	incr1(t, s, "live", 1, 0) // evicts a live counter (nothing expired)
+	c.Advance(2 * time.Second)
+	incr1(t, s, "x", 1, 0) // sweep: t* expired
+	st = s.Stats()
+	if st.Evictions != 1 {
+		t.Fatalf("%+v", st)
+	}
+}
+
+func TestVictimOrder(t *testing.T) {
+	sh := &shard{ents: []entry{
+		{key: "free"}, // kindFree
+		{key: "blk", kind: kindBlock, exp: 100},
+		{key: "pin", kind: kindPinned},
+		{key: "c5", kind: kindCounter, n: 5, exp: 50},
+		{key: "c1late", kind: kindCounter, n: 1, exp: 90},
+		{key: "c1soon", kind: kindCounter, n: 1, exp: 60},
+		{key: "c1never", kind: kindCounter, n: 1},
+		{key: "expblk", kind: kindBlock, exp: 10},
+	}}
+	tests := []struct {
+		i, best int32
+		want    bool
+	}{
+		{0, -1, false}, // free
+		{1, -1, false}, // live block
+		{2, -1, false}, // pinned
+		{3, -1, true},
+		{4, 3, true},  // smaller count
+		{3, 4, false}, // larger count
+		{5, 4, true},  // same count, sooner
+		{4, 5, false},
+		{6, 5, false}, // never expires loses to expiring
+		{5, 6, true},
+		{7, 5, true},  // expired beats live
+		{5, 7, false}, // live never beats expired
+		{7, 7, false},
+	}
+	for _, tt := range tests {
+		if got := better(sh, tt.i, tt.best, 20); got != tt.want {
+			t.Errorf("better(%s, %d) = %v", sh.ents[tt.i].key, tt.best, got)
+		}
+	}
+}
+
+func TestSweep(t *testing.T) {
+	s, c := openClock(t, 0)
+	for i := range 100 {
+		incr1(t, s, "s"+strconv.Itoa(i), 1, time.Second)
+		incr1(t, s, "l"+strconv.Itoa(i), 1, time.Hour)
+	}
+	c.Advance(time.Second)
+	n, err := s.Sweep(bg)
+	if err != nil || n != 100 {
+		t.Fatalf("Sweep = %d, %v", n, err)
+	}
+	if st := s.Stats(); st.Keys != 100 || st.Expired != 100 {
+		t.Fatalf("%+v", st)
+	}
+	ctx, cancel := context.WithCancel(bg)
+	cancel()
+	if _, err := s.Sweep(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Sweep(cancelled) = %v", err)
+	}
+}
+
+func TestBackgroundSweeper(t *testing.T) {
+	c := newClock()
+	s := open(t, &Options{Now: c.Now, SweepInterval: time.Millisecond})
+	for i := range 10 {
+		incr1(t, s, "k"+strconv.Itoa(i), 1, time.Second)
+	}
+	c.Advance(time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Stats().Keys != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("sweeper did not remove expired keys")
+		}
+		runtime.Gosched()
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.done:
+	default:
+		t.Fatal("sweeper still running after Close")
+	}
+}
+
+func TestLazyExpiryOnGet(t *testing.T) {
+	s, c := openClock(t, 0)
+	incr1(t, s, "k", 1, time.Second)
+	c.Advance(time.Second)
+	if get1(t, s, "k").Found {
+		t.Fatal("expired key found")
+	}
+	if st := s.Stats(); st.Keys != 0 || st.Expired != 1 {
+		t.Fatalf("%+v", st)
+	}
+}
+
+func TestClose(t *testing.T) {
+	s := open(t, nil)
+	incr1(t, s, "k", 1, 0)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal("second Close:", err)
+	}
+	calls := map[string]func() error{
+		"Incr":     func() error { _, err := s.Incr(bg, []string{"k"}, 1, 0); return err },
+		"SetBlock": func() error { return s.SetBlock(bg, "k", nil, 0) },
+		"Get":      func() error { _, err := s.Get(bg, []string{"k"}); return err },
+		"Delete":   func() error { return s.Delete(bg, "k") },
+		"Scan":     func() error { _, _, err := s.Scan(bg, "", "", 0); return err },
+		"Reserve":  func() error { return s.Reserve(bg, &backend.Reservation{Counters: []string{"k"}}) },
+		"Block": func() error {
+			_, err := s.Block(bg, backend.BlockRequest{BlockKey: "b", LockoutsKey: "l", Durations: []time.Duration{1}})
+			return err
+		},
+		"Sweep": func() error { _, err := s.Sweep(bg); return err },
+	}
+	for name, call := range calls {
+		if err := call(); !errors.Is(err, backend.ErrClosed) {
+			t.Errorf("%s after Close: %v", name, err)
+		}
+	}
+	if st := s.Stats(); st.Keys != 0 {
+		t.Fatalf("keys retained after Close: %+v", st)
+	}
+}
+
+// TestClosedShards covers calls that pass the closed flag but reach a shard
+// released by a concurrent Close.
+func TestClosedShards(t *testing.T) {
+	s, _ := openClock(t, 0)
+	for i := range s.shards {
+		s.shards[i].idx = nil
+	}
+	now := int64(1)
+	if _, err := s.incr("k", 1, 0, now, kindCounter); !errors.Is(err, backend.ErrClosed) {
+		t.Error("incr", err)
+	}
+	if err := s.setBlock("k", "", 0, now); !errors.Is(err, backend.ErrClosed) {
+		t.Error("setBlock", err)
+	}
+	if _, err := s.lookup("k", now); !errors.Is(err, backend.ErrClosed) {
+		t.Error("lookup", err)
+	}
+	if err := s.delete("k"); !errors.Is(err, backend.ErrClosed) {
+		t.Error("delete", err)
+	}
+	for name, err := range map[string]error{
+		"Incr":     func() error { _, err := s.Incr(bg, []string{"k"}, 1, 0); return err }(),
+		"Get":      func() error { _, err := s.Get(bg, []string{"k"}); return err }(),
+		"Delete":   s.Delete(bg, "k"),
+		"Scan":     func() error { _, _, err := s.Scan(bg, "", "", 0); return err }(),
+		"Sweep":    func() error { _, err := s.Sweep(bg); return err }(),
+		"Reserve":  s.Reserve(bg, &backend.Reservation{Blocks: []string{"b"}}),
+		"Reserve2": s.Reserve(bg, &backend.Reservation{Counters: []string{"c"}}),
+		"Block": func() error {
+			_, err := s.Block(bg, backend.BlockRequest{BlockKey: "b", LockoutsKey: "l", Durations: []time.Duration{1}})
+			return err
+		}(),
+	} {
+		if !errors.Is(err, backend.ErrClosed) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func TestBlockPartialFailures(t *testing.T) {
+	// The block itself cannot be stored: the lockout was counted.
+	s, _ := openClock(t, 32)
+	for i := range 31 {
+		if err := s.SetBlock(bg, "b"+strconv.Itoa(i), nil, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := s.Block(bg, backend.BlockRequest{BlockKey: "newb", LockoutsKey: "l", Durations: []time.Duration{time.Minute}})
+	if !errors.Is(err, backend.ErrFull) || res.Lockouts != 1 {
+		t.Fatalf("%+v %v", res, err)
+	}
+}
+
+func TestCancelledContext(t *testing.T) {
+	s := open(t, nil)
+	ctx, cancel := context.WithCancel(bg)
+	cancel()
+	for name, err := range map[string]error{
+		"Incr":     func() error { _, err := s.Incr(ctx, []string{"k"}, 1, 0); return err }(),
+		"SetBlock": s.SetBlock(ctx, "k", nil, 0),
+		"Get":      func() error { _, err := s.Get(ctx, []string{"k"}); return err }(),
+		"Delete":   s.Delete(ctx, "k"),
+		"Scan":     func() error { _, _, err := s.Scan(ctx, "", "", 0); return err }(),
+		"Reserve":  s.Reserve(ctx, &backend.Reservation{}),
+		"Block": func() error {
+			_, err := s.Block(ctx, backend.BlockRequest{BlockKey: "b", LockoutsKey: "l", Durations: []time.Duration{1}})
+			return err
+		}(),
+	} {
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// laterCtx reports cancellation only from its n-th call of Err on, to
+// reach the checks inside loops.
+type laterCtx struct {
+	context.Context
+	n int
+}
+
+func (c *laterCtx) Err() error {
+	if c.n--; c.n < 0 {
+		return context.Canceled
+	}
+	return nil
+}
+
+func TestCancelledMidway(t *testing.T) {
+	s := open(t, nil)
+	incr1(t, s, "k", 1, 0)
+	if _, _, err := s.Scan(&laterCtx{Context: bg, n: 1}, "", "", 0); !errors.Is(err, context.Canceled) {
+		t.Fatal("Scan:", err)
+	}
+	if _, err := s.Sweep(&laterCtx{Context: bg, n: 1}); !errors.Is(err, context.Canceled) {
+		t.Fatal("Sweep:", err)
+	}
+}
+
+func TestShardCount(t *testing.T) {
+	tests := []struct{ max, shards int }{
+		{1, 1}, {31, 1}, {64, 2}, {1000, 16}, {2048, 64}, {1 << 20, 64},
+	}
+	for _, tt := range tests {
+		s := open(t, &Options{MaxKeys: tt.max, SweepInterval: -1})
+		total := 0
+		for i := range s.shards {
+			total += s.shards[i].max
+		}
+		if len(s.shards) != tt.shards || total != tt.max {
+			t.Errorf("MaxKeys %d: %d shards holding %d", tt.max, len(s.shards), total)
+		}
+	}
+	if s := open(t, nil); s.maxKeys != DefaultMaxKeys || s.Stats().MaxKeys != DefaultMaxKeys {
+		t.Fatal("default MaxKeys")
+	}
+}
+
+func TestURL(t *testing.T) {
+	tests := []struct {
+		url     string
+		maxKeys int
+		errPart string
+	}{
+		{"memory://", DefaultMaxKeys, ""},
+		{"memory:///", DefaultMaxKeys, ""},
+		{"memory://?max_keys=5000", 5000, ""},
+		{"MEMORY://?max_keys=7", 7, ""},
+		{"memory://?max_keys=0", 0, "max_keys"},
+		{"memory://?max_keys=x", 0, "max_keys"},
+		{"memory://?maxkeys=1", 0, "maxkeys"},
+		{"memory://host", 0, "no host"},
+		{"memory://u:secret@", 0, "no host"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.url, func(t *testing.T) {
+			b, err := backend.Open(bg, tt.url)
+			if tt.errPart != "" {
+				if !errors.Is(err, backend.ErrInvalidURL) || !strings.Contains(err.Error(), tt.errPart) || strings.Contains(err.Error(), "secret") {
+					t.Fatalf("got %v, want ErrInvalidURL about %s", err, tt.errPart)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			if got := b.(*Store).Stats().MaxKeys; got != tt.maxKeys {
+				t.Fatalf("MaxKeys %d", got)
+			}
+		})
+	}
+}
+
+// TestHeapPerKey measures the heap held per tracked counter key.
+func TestHeapPerKey(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measurement")
+	}
+	const n = 100_000
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("defender:f:ip:203.0.%d.%d", i/256, i%256) // ~25 bytes, like an IP key
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	s, err := New(&Options{SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if _, err := s.Incr(bg, []string{k}, 1, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	per := float64(after.HeapAlloc-before.HeapAlloc) / n
+	t.Logf("heap per tracked key (key ~%d bytes): %.0f bytes", len(keys[n-1]), per)
+	if per > 300 {
+		t.Errorf("%.0f bytes per key", per)
+	}
+	runtime.KeepAlive(s)
+	_ = s.Close()
+}
+
+func TestValidKey(t *testing.T) {
+	bases := []string{"a", "abcdefg", "abcdefgh", "abcdefghijklmnopq", strings.Repeat("~", backend.MaxKeyLen)}
+	for _, base := range bases {
+		for pos := range len(base) {
+			for c := 0; c < 256; c++ {
+				k := []byte(base)
+				k[pos] = byte(c)
+				want := backend.CheckKey(string(k)) == nil
+				if got := validKey(string(k)); got != want {
+					t.Fatalf("validKey(%q) = %v, CheckKey says %v", k, got, want)
+				}
+			}
+		}
+	}
+	for _, k := range []string{"", strings.Repeat("a", backend.MaxKeyLen+1)} {
+		if validKey(k) {
+			t.Fatalf("validKey(len %d)", len(k))
+		}
+	}
+}
