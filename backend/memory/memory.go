@@ -618,6 +618,16 @@ func (s *Store) Reserve(ctx context.Context, r *backend.Reservation) error {
 	r.Blocked = -1
 	r.Block = backend.Entry{}
 	r.Counts = r.Counts[:0]
+	// Increment first, then read the blocks (the ordering rule of
+	// backend.Reserve): an attempt racing with Block either sees the block
+	// or counts on top of the attempt that is blocking.
+	for _, k := range r.Counters {
+		n, err := s.incr(k, 1, r.TTL, now, kindCounter)
+		if err != nil {
+			return err
+		}
+		r.Counts = append(r.Counts, n)
+	}
 	for i, k := range r.Blocks {
 		e, err := s.lookup(k, now)
 		if err != nil {
@@ -625,15 +635,14 @@ func (s *Store) Reserve(ctx context.Context, r *backend.Reservation) error {
 		}
 		if e.Found {
 			r.Blocked, r.Block = i, e
+			for _, c := range r.Counters {
+				if _, err := s.incr(c, -1, r.TTL, now, kindCounter); err != nil {
+					return err
+				}
+			}
+			r.Counts = r.Counts[:0]
 			return nil
 		}
-	}
-	for _, k := range r.Counters {
-		n, err := s.incr(k, 1, r.TTL, now, kindCounter)
-		if err != nil {
-			return err
-		}
-		r.Counts = append(r.Counts, n)
 	}
 	return nil
 }
