@@ -1,0 +1,223 @@
+package defender
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-defender/defender/backend"
+	"github.com/go-defender/defender/backend/memory"
+)
+
+// flaky wraps a real backend and fails every call while down is set, the
+// way a store outage looks to the engine (backend.ErrUnavailable).
+type flaky struct {
+	backend.Backend
+	down atomic.Bool
+}
+
+func (f *flaky) err() error {
+	if f.down.Load() {
+		return fmt.Errorf("flaky: %w", backend.ErrUnavailable)
+	}
+	return nil
+}
+
+func (f *flaky) Incr(ctx context.Context, keys []string, delta int64, ttl time.Duration) ([]int64, error) {
+	if err := f.err(); err != nil {
+		return nil, err
+	}
+	return f.Backend.Incr(ctx, keys, delta, ttl)
+}
+
+func (f *flaky) SetBlock(ctx context.Context, key string, v []byte, ttl time.Duration) error {
+	if err := f.err(); err != nil {
+		return err
+	}
+	return f.Backend.SetBlock(ctx, key, v, ttl)
+}
+
+func (f *flaky) Get(ctx context.Context, keys []string) ([]backend.Entry, error) {
+	if err := f.err(); err != nil {
+		return nil, err
+	}
+	return f.Backend.Get(ctx, keys)
+}
+
+func (f *flaky) Delete(ctx context.Context, keys ...string) error {
+	if err := f.err(); err != nil {
+		return err
+	}
+	return f.Backend.Delete(ctx, keys...)
+}
+
+func (f *flaky) Scan(ctx context.Context, p, c string, n int) ([]backend.Entry, string, error) {
+	if err := f.err(); err != nil {
+		return nil, "", err
+	}
+	return f.Backend.Scan(ctx, p, c, n)
+}
+
+type countingMetrics struct {
+	attempts, blocks, unblocks, calls, callErrs, failModes atomic.Int64
+}
+
+func (m *countingMetrics) Attempt(string) { m.attempts.Add(1) }
+func (m *countingMetrics) Block(Kind)     { m.blocks.Add(1) }
+func (m *countingMetrics) Unblock(Kind)   { m.unblocks.Add(1) }
+func (m *countingMetrics) StoreCall(_ string, _ time.Duration, err error) {
+	m.calls.Add(1)
+	if err != nil {
+		m.callErrs.Add(1)
+	}
+}
+func (m *countingMetrics) FailMode(FailMode) { m.failModes.Add(1) }
+
+func newFlaky(t *testing.T, mode FailMode) (*Defender, *flaky, *countingMetrics, *[]Event) {
+	t.Helper()
+	clk := newClock()
+	st, err := memory.New(&memory.Options{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &flaky{Backend: st}
+	cfg := DefaultConfig()
+	cfg.FailMode = mode
+	m := &countingMetrics{}
+	evs := &[]Event{}
+	d, err := New(f, cfg, &Options{Now: clk.Now, Metrics: m, Logger: slog.New(slog.DiscardHandler),
+		Hooks: []Hook{func(ev Event) { *evs = append(*evs, ev) }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close(); st.Close() })
+	return d, f, m, evs
+}
+
+func TestFailClosed(t *testing.T) {
+	d, f, m, evs := newFlaky(t, FailClosed)
+	f.down.Store(true)
+	a := d.Attempt(ctx, login("192.0.2.1", "u"))
+	dec := a.Decision()
+	if dec.Verdict != Unavailable || dec.FailMode != FailClosed || !errors.Is(dec.Err, backend.ErrUnavailable) {
+		t.Fatalf("closed: %+v", dec)
+	}
+	if got := a.Failed(ctx); got.Verdict != Unavailable {
+		t.Fatal("settling an unavailable attempt changed it")
+	}
+	if dec := d.Check(ctx, login("192.0.2.1", "u")); dec.Verdict != Unavailable {
+		t.Fatalf("check: %+v", dec)
+	}
+	d.Attempt(ctx, login("192.0.2.1", "u"))
+	f.down.Store(false)
+	if dec := d.Attempt(ctx, login("192.0.2.1", "u")).Decision(); dec.Verdict != Allow {
+		t.Fatalf("after recovery: %+v", dec)
+	}
+	d.Close()
+	kinds := []EventKind{}
+	for _, ev := range *evs {
+		kinds = append(kinds, ev.Kind)
+	}
+	if fmt.Sprint(kinds) != "[store_failed store_recovered]" {
+		t.Fatalf("events %v: want one failure and one recovery", kinds)
+	}
+	if m.failModes.Load() != 3 || m.callErrs.Load() != 3 {
+		t.Fatalf("metrics: failModes %d callErrs %d", m.failModes.Load(), m.callErrs.Load())
+	}
+}
+
+func TestFailOpen(t *testing.T) {
+	d, f, _, _ := newFlaky(t, FailOpen)
+	f.down.Store(true)
+	for i := 0; i < 10; i++ {
+		a := d.Attempt(ctx, login("192.0.2.1", "u"))
+		if dec := a.Decision(); dec.Verdict != Allow || dec.FailMode != FailOpen {
+			t.Fatalf("open: %+v", dec)
+		}
+		if dec := a.Failed(ctx); dec.Verdict != Allow {
+			t.Fatalf("open failure: %+v", dec)
+		}
+	}
+	if dec := d.Check(ctx, login("192.0.2.1", "u")); dec.Verdict != Allow || dec.FailMode != FailOpen {
+		t.Fatalf("check: %+v", dec)
+	}
+}
+
+func TestFailLocal(t *testing.T) {
+	d, f, _, _ := newFlaky(t, FailLocal)
+	f.down.Store(true)
+	l := login("192.0.2.1", "u")
+	for i := 0; i < 3; i++ {
+		a := d.Attempt(ctx, l)
+		if dec := a.Decision(); dec.Verdict != Allow || dec.FailMode != FailLocal {
+			t.Fatalf("local attempt %d: %+v", i, dec)
+		}
+		a.Failed(ctx)
+	}
+	a := d.Attempt(ctx, l)
+	if dec := a.Failed(ctx); dec.Verdict != Locked || dec.FailMode != FailLocal {
+		t.Fatalf("local store did not block: %+v", dec)
+	}
+	if dec := d.Check(ctx, l); dec.Verdict != Locked || dec.FailMode != FailLocal {
+		t.Fatalf("local check: %+v", dec)
+	}
+	a = d.Attempt(ctx, login("192.0.2.2", "w"))
+	a.Succeeded(ctx)
+	f.down.Store(false)
+	// Back on the shared store, which never saw those failures.
+	if dec := d.Check(ctx, l); dec.Verdict != Allow || dec.FailMode != "" {
+		t.Fatalf("after recovery: %+v", dec)
+	}
+	// An admin unblock clears the local store too.
+	if _, err := d.UnblockUsername(ctx, "u"); err != nil {
+		t.Fatal(err)
+	}
+	f.down.Store(true)
+	if dec := d.Check(ctx, login("192.0.2.9", "u")); dec.Verdict != Allow {
+		t.Fatalf("local block survived an admin unblock: %+v", dec)
+	}
+}
+
+func TestSettleErrorsAreReported(t *testing.T) {
+	d, f, _, _ := newFlaky(t, FailClosed)
+	a := d.Attempt(ctx, login("192.0.2.1", "u"))
+	f.down.Store(true)
+	if dec := a.Succeeded(ctx); dec.Verdict != Allow || dec.Err == nil {
+		t.Fatalf("success with store down: %+v", dec)
+	}
+	f.down.Store(false)
+	for i := 0; i < 3; i++ {
+		d.Attempt(ctx, login("192.0.2.3", "v")).Failed(ctx)
+	}
+	a = d.Attempt(ctx, login("192.0.2.3", "v"))
+	f.down.Store(true)
+	if dec := a.Failed(ctx); dec.Verdict != Locked || dec.Err == nil {
+		t.Fatalf("block with store down: %+v (the attempt over the limit must still get the lockout)", dec)
+	}
+	if _, _, err := d.Blocks(ctx, "", 10); !errors.Is(err, backend.ErrUnavailable) {
+		t.Fatalf("Blocks: %v", err)
+	}
+	if _, err := d.UnblockIP(ctx, "192.0.2.3"); !errors.Is(err, backend.ErrUnavailable) {
+		t.Fatalf("Unblock: %v", err)
+	}
+}
+
+func TestRefundWhenIPNotReset(t *testing.T) {
+	clk := newClock()
+	st, _ := memory.New(&memory.Options{Now: clk.Now})
+	defer st.Close()
+	f := &flaky{Backend: st}
+	cfg := DefaultConfig()
+	cfg.ResetIPOnSuccess = false
+	d, _ := New(f, cfg, &Options{Logger: slog.New(slog.DiscardHandler)})
+	defer d.Close()
+	a := d.Attempt(ctx, login("192.0.2.1", "u"))
+	f.down.Store(true)
+	if dec := a.Succeeded(ctx); dec.Err == nil {
+		t.Fatal("refund error not reported")
+	}
+}

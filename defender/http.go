@@ -1,0 +1,499 @@
+package defender
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"sync/atomic"
+)
+
+// DefaultMaxBodyBytes is the default bound on the login request body the
+// middleware reads to find the username (MiddlewareOptions.MaxBodyBytes).
+const DefaultMaxBodyBytes = 64 << 10
+
+// ErrMiddlewareOptions is wrapped by NewMiddleware's errors about its
+// MiddlewareOptions. (A lockout template that cannot be read or parsed is
+// an ErrConfig naming DEFENDER_LOCKOUT_TEMPLATE.)
+var ErrMiddlewareOptions = errors.New("defender: invalid middleware setting")
+
+// MiddlewareOptions tunes the HTTP middleware. The zero value (or nil) is
+// valid: the username comes from Config.UsernameFormField, a POST answered
+// without a redirect is a failure, and bodies are read up to
+// DefaultMaxBodyBytes.
+type MiddlewareOptions struct {
+	// UsernameField overrides Config.UsernameFormField (DEFENDER_USERNAME_FORM_FIELD):
+	// the form field, or top-level JSON member, holding the username. For a
+	// password-reset form it is typically "email".
+	UsernameField string
+
+	// GetUsername, when set, names the identity of a request instead of
+	// UsernameField (django-defender's GET_USERNAME_FROM_REQUEST_PATH). It is
+	// called for every request, after a POST body has been read within
+	// MaxBodyBytes: form values are parsed (r.FormValue works) and a JSON
+	// body can be read again from r.Body. Return "" for no username.
+	GetUsername func(r *http.Request) string
+
+	// MaxBodyBytes bounds the body of a POST the middleware reads to find the
+	// username (0: DefaultMaxBodyBytes). A larger form or JSON body is not
+	// read past the bound: the request is counted as a failed attempt for
+	// its IP and answered 413 (or the lockout response) without calling the
+	// handler.
+	MaxBodyBytes int64
+
+	// FailureStatus, when set, says a POST failed exactly when the handler's
+	// status is in the list or is a server error (5xx: a broken login never
+	// resets counters). Mutually exclusive with IsFailure.
+	FailureStatus []int
+
+	// IsFailure, when set, decides whether a POST failed from the handler's
+	// status and response header, at the moment the handler writes its
+	// header. Mutually exclusive with FailureStatus.
+	IsFailure func(status int, header http.Header) bool
+
+	// Logger receives the middleware's logs (lockouts, fail-mode answers).
+	// Nil: the Defender's Options.Logger, else slog.Default().
+	Logger *slog.Logger
+}
+
+// Middleware protects login handlers of any net/http router, the way
+// django-defender's watch_login does, without the handler's cooperation:
+// it checks every request against the blocks, counts every POST as a
+// login attempt before the handler verifies the password, classifies the
+// handler's answer as success or failure, and answers locked clients with
+// the lockout response. Create it with NewMiddleware; it is safe for
+// concurrent use.
+type Middleware struct {
+	d           *Defender
+	field       string
+	getUsername func(*http.Request) string
+	maxBody     int64
+	failStatus  []int
+	isFailure   func(int, http.Header) bool
+	log         *slog.Logger
+	page        lockoutPage
+}
+
+// NewMiddleware returns the middleware of d. It parses the lockout template
+// (Config.LockoutTemplate) once, here. Errors wrap ErrMiddlewareOptions (a
+// bad option) or ErrConfig (the template), and name the setting.
+func NewMiddleware(d *Defender, opts *MiddlewareOptions) (*Middleware, error) {
+	if d == nil {
+		return nil, fmt.Errorf("%w: nil *Defender", ErrMiddlewareOptions)
+	}
+	var o MiddlewareOptions
+	if opts != nil {
+		o = *opts
+	}
+	cfg := d.Config()
+	m := &Middleware{
+		d:           d,
+		field:       o.UsernameField,
+		getUsername: o.GetUsername,
+		maxBody:     o.MaxBodyBytes,
+		isFailure:   o.IsFailure,
+		log:         o.Logger,
+	}
+	if m.field == "" {
+		m.field = cfg.UsernameFormField
+	}
+	if m.field == "" {
+		m.field = "username"
+	}
+	switch {
+	case m.maxBody < 0:
+		return nil, fmt.Errorf("%w: MaxBodyBytes %d is negative", ErrMiddlewareOptions, m.maxBody)
+	case m.maxBody == 0:
+		m.maxBody = DefaultMaxBodyBytes
+	}
+	if len(o.FailureStatus) > 0 && o.IsFailure != nil {
+		return nil, fmt.Errorf("%w: set FailureStatus or IsFailure, not both", ErrMiddlewareOptions)
+	}
+	for _, s := range o.FailureStatus {
+		if s < 100 || s > 599 {
+			return nil, fmt.Errorf("%w: FailureStatus %d is not an HTTP status", ErrMiddlewareOptions, s)
+		}
+	}
+	m.failStatus = append([]int(nil), o.FailureStatus...)
+	if m.log == nil {
+		m.log = d.log
+	}
+	if m.log == nil {
+		m.log = slog.Default()
+	}
+	page, err := newLockoutPage(cfg)
+	if err != nil {
+		return nil, err
+	}
+	m.page = page
+	return m, nil
+}
+
+// Wrap returns next protected by m. Requests other than POST are checked
+// (a blocked client gets the lockout response and next is not called) but
+// never counted. Every POST is a login attempt: it is checked and counted
+// before next runs; next verifies the password; its answer is classified
+// when it writes its header (or returns):
+//
+//   - an explicit ReportSuccess or ReportFailure from next wins;
+//   - else IsFailure, or FailureStatus, when set;
+//   - else a redirect (a 3xx status with a Location header) is a success
+//     and anything else is a failure.
+//
+// A failure that blocks the client replaces next's answer with the lockout
+// response (failures 1..limit get next's "wrong password" answer, failure
+// limit+1 the lockout page). A panic in next settles the attempt as a
+// failure and propagates. Wrap has the shape of a router's middleware
+// (func(http.Handler) http.Handler), for chi's Use and With.
+func (m *Middleware) Wrap(next http.Handler) http.Handler {
+	if next == nil {
+		panic("defender: Middleware.Wrap(nil)")
+	}
+	return &protected{m: m, next: next}
+}
+
+type protected struct {
+	m    *Middleware
+	next http.Handler
+}
+
+func (p *protected) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	m := p.m
+	ctx := r.Context()
+	if r.Method != http.MethodPost {
+		l := m.login(r, "")
+		if m.getUsername != nil {
+			l.Username = m.getUsername(r)
+		}
+		dec := m.d.Check(ctx, l)
+		if !dec.Allowed() {
+			m.refuse(w, r, dec, l)
+			return
+		}
+		p.next.ServeHTTP(w, r)
+		return
+	}
+
+	username, tooLarge := m.username(w, r)
+	l := m.login(r, username)
+	a := m.d.Attempt(ctx, l)
+	if dec := a.Decision(); !dec.Allowed() {
+		m.refuse(w, r, dec, l)
+		return
+	}
+	settle := context.WithoutCancel(ctx)
+	if tooLarge {
+		if dec := a.Failed(settle); dec.Verdict == Locked {
+			m.refuse(w, r, dec, l)
+			return
+		}
+		m.tooLarge(w, r)
+		return
+	}
+
+	ww := &watchWriter{w: w, m: m, r: r, a: a, l: l, ctx: settle}
+	r = r.WithContext(context.WithValue(ctx, reportKey{}, ww))
+	ww.r = r
+	returned := false
+	defer func() {
+		// A panic (or runtime.Goexit) in next: settle as a failure, the
+		// reservation stays counted; the panic goes on unchanged.
+		if !returned && ww.state.Load() == statePending {
+			ww.state.Store(statePassing)
+			a.Failed(settle)
+		}
+	}()
+	p.next.ServeHTTP(ww, r)
+	returned = true
+	ww.finish()
+}
+
+// login builds the Login of r with the given username.
+func (m *Middleware) login(r *http.Request, username string) Login {
+	return Login{
+		IP:        m.d.ClientIP(r),
+		Username:  username,
+		UserAgent: r.UserAgent(),
+		Path:      r.URL.Path,
+		Accept:    r.Header.Get("Accept"),
+	}
+}
+
+// username reads the body of a POST within m.maxBody and returns the
+// username; tooLarge reports a body past the bound (then the username is
+// empty and the body unusable).
+func (m *Middleware) username(w http.ResponseWriter, r *http.Request) (username string, tooLarge bool) {
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	var body *boundedBody
+	if r.Body != nil && r.Body != http.NoBody {
+		body = &boundedBody{ReadCloser: http.MaxBytesReader(w, r.Body, m.maxBody)}
+		r.Body = body
+	}
+	switch {
+	case isJSONType(ct):
+		var b []byte
+		if body != nil {
+			b, _ = io.ReadAll(body)
+			if body.tooLarge {
+				return "", true
+			}
+		}
+		r.Body = io.NopCloser(bytes.NewReader(b))
+		if m.getUsername == nil {
+			username = jsonField(b, m.field)
+		}
+	case ct == "multipart/form-data":
+		_ = r.ParseMultipartForm(m.maxBody)
+	default:
+		_ = r.ParseForm()
+	}
+	if body != nil && body.tooLarge {
+		return "", true
+	}
+	if m.getUsername != nil {
+		return m.getUsername(r), false
+	}
+	if username == "" && len(r.Form[m.field]) > 0 {
+		username = r.Form[m.field][0]
+	}
+	return username, false
+}
+
+// boundedBody notes that its http.MaxBytesReader hit the bound, whatever a
+// parser makes of the error.
+type boundedBody struct {
+	io.ReadCloser
+	tooLarge bool
+}
+
+func (b *boundedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	var mbe *http.MaxBytesError
+	if err != nil && errors.As(err, &mbe) {
+		b.tooLarge = true
+	}
+	return n, err
+}
+
+func isJSONType(ct string) bool {
+	return ct == "application/json" || (strings.HasPrefix(ct, "application/") && strings.HasSuffix(ct, "+json"))
+}
+
+// jsonField returns the string value of the top-level member field of a
+// JSON object, matched as encoding/json matches struct fields (an exact or
+// case-insensitive name; the last matching member wins), so that the
+// handler and the middleware always see the same username. Anything else
+// (not an object, not a string, malformed) gives "".
+func jsonField(body []byte, field string) string {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return ""
+	}
+	var found string
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return found
+		}
+		key, _ := t.(string)
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return found
+		}
+		if key == field || strings.EqualFold(key, field) {
+			var s string
+			if json.Unmarshal(raw, &s) == nil {
+				found = s
+			} else {
+				found = ""
+			}
+		}
+	}
+	return found
+}
+
+// classify reports whether a POST answered with status and header failed,
+// by the heuristics (the explicit report is looked at by the caller).
+func (m *Middleware) classify(status int, header http.Header) bool {
+	switch {
+	case m.isFailure != nil:
+		return m.isFailure(status, header)
+	case len(m.failStatus) > 0:
+		if status >= 500 {
+			return true
+		}
+		for _, s := range m.failStatus {
+			if s == status {
+				return true
+			}
+		}
+		return false
+	default:
+		return !(status >= 300 && status < 400 && header.Get("Location") != "")
+	}
+}
+
+// tooLarge answers a POST whose body passed the bound.
+func (m *Middleware) tooLarge(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	if wantsJSON(r) {
+		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]any{
+			"error":   "request_too_large",
+			"message": "The request body is too large.",
+		})
+		return
+	}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusRequestEntityTooLarge)
+	_, _ = io.WriteString(w, "Request body too large.\n")
+}
+
+// Report values.
+const (
+	reportNone int32 = iota
+	reportSuccess
+	reportFailure
+)
+
+type reportKey struct{}
+
+// ReportSuccess tells the middleware protecting r that the login succeeded,
+// overriding its heuristics. r may be the request the handler received or
+// any request derived from it. It must be called before the handler writes
+// its response header; it reports whether the report was taken (false when
+// r is not a POST under Middleware.Wrap, or the answer was already
+// classified).
+func ReportSuccess(r *http.Request) bool { return report(r, reportSuccess) }
+
+// ReportFailure tells the middleware protecting r that the login failed,
+// overriding its heuristics; see ReportSuccess. A failure that blocks the
+// client replaces the handler's answer with the lockout response.
+func ReportFailure(r *http.Request) bool { return report(r, reportFailure) }
+
+func report(r *http.Request, v int32) bool {
+	ww, ok := r.Context().Value(reportKey{}).(*watchWriter)
+	if !ok || ww.state.Load() != statePending {
+		return false
+	}
+	ww.report.Store(v)
+	return true
+}
+
+// watchWriter states.
+const (
+	statePending  int32 = iota // nothing written, attempt not settled
+	statePassing               // settled; the handler's answer goes through
+	stateReplaced              // settled as a lockout; the handler's answer is dropped
+)
+
+// watchWriter settles the attempt when the handler commits its status, and
+// replaces the handler's answer by the lockout response when that failure
+// blocked the client. It buffers nothing.
+type watchWriter struct {
+	w      http.ResponseWriter
+	m      *Middleware
+	r      *http.Request
+	a      *Attempt
+	l      Login
+	ctx    context.Context
+	state  atomic.Int32
+	report atomic.Int32
+}
+
+// Header returns the underlying header map.
+func (ww *watchWriter) Header() http.Header { return ww.w.Header() }
+
+// WriteHeader settles the attempt on the first final status.
+func (ww *watchWriter) WriteHeader(code int) {
+	switch ww.state.Load() {
+	case statePassing:
+		ww.w.WriteHeader(code)
+		return
+	case stateReplaced:
+		return
+	}
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		ww.w.WriteHeader(code) // informational: not the answer yet
+		return
+	}
+	if ww.settle(code) {
+		ww.w.WriteHeader(code)
+	}
+}
+
+// Write writes through, settling first (as status 200) when nothing was
+// written; after a lockout it drops p, reporting success to the handler.
+func (ww *watchWriter) Write(p []byte) (int, error) {
+	if ww.state.Load() == statePending {
+		ww.WriteHeader(http.StatusOK)
+	}
+	if ww.state.Load() == stateReplaced {
+		return len(p), nil
+	}
+	return ww.w.Write(p)
+}
+
+// FlushError commits the answer (as status 200 when the handler wrote
+// nothing) and flushes the underlying writer, for http.ResponseController.
+func (ww *watchWriter) FlushError() error {
+	if ww.state.Load() == statePending {
+		ww.WriteHeader(http.StatusOK)
+	}
+	if ww.state.Load() == stateReplaced {
+		return nil
+	}
+	return http.NewResponseController(ww.w).Flush()
+}
+
+// Flush is FlushError without the error, for http.Flusher.
+func (ww *watchWriter) Flush() { _ = ww.FlushError() }
+
+// Unwrap returns the underlying writer, for http.ResponseController.
+func (ww *watchWriter) Unwrap() http.ResponseWriter { return ww.w }
+
+// finish settles an attempt whose handler returned without writing.
+func (ww *watchWriter) finish() {
+	if ww.state.Load() == statePending {
+		ww.settle(http.StatusOK)
+	}
+}
+
+// settle classifies the answer and settles the attempt. It reports whether
+// the handler's answer goes through; when it does not, the lockout response
+// has been written.
+func (ww *watchWriter) settle(status int) bool {
+	var failed bool
+	switch ww.report.Load() {
+	case reportSuccess:
+		failed = false
+	case reportFailure:
+		failed = true
+	default:
+		failed = ww.m.classify(status, ww.w.Header())
+	}
+	if !failed {
+		ww.state.Store(statePassing)
+		ww.a.Succeeded(ww.ctx)
+		return true
+	}
+	dec := ww.a.Failed(ww.ctx)
+	if dec.Verdict != Locked {
+		ww.state.Store(statePassing)
+		return true
+	}
+	ww.state.Store(stateReplaced)
+	h := ww.w.Header()
+	for k := range h {
+		delete(h, k) // the handler's cookies and Location must not leak
+	}
+	ww.m.refuse(ww.w, ww.r, dec, ww.l)
+	return false
+}

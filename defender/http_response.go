@@ -1,0 +1,294 @@
+package defender
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// builtinLockout is the lockout page used when Config.LockoutTemplate is
+// empty. It receives the same data as a custom template.
+const builtinLockout = `<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="robots" content="noindex">
+<title>Account locked</title></head>
+<body><h1>Account locked</h1>
+{{if .permanent}}<p>Account locked: too many login attempts. Contact an admin to unlock your account.</p>
+{{else}}<p>Account locked: too many login attempts. Please try again in {{.seconds_remaining}} seconds.</p>
+{{end}}</body></html>
+`
+
+var builtinTemplate = template.Must(template.New("lockout").Parse(builtinLockout))
+
+// lockoutPage renders lockout responses for one Config.
+type lockoutPage struct {
+	tmpl         *template.Template
+	url          string
+	status       int
+	failureLimit int
+	cooloffs     []time.Duration
+}
+
+func newLockoutPage(cfg Config) (lockoutPage, error) {
+	p := lockoutPage{
+		url:          cfg.LockoutURL,
+		status:       cfg.LockoutStatus,
+		failureLimit: cfg.FailureLimit,
+		cooloffs:     cfg.LockoutCooloffTimes,
+	}
+	if p.status == 0 {
+		p.status = http.StatusTooManyRequests
+	}
+	if len(p.cooloffs) == 0 {
+		p.cooloffs = []time.Duration{cfg.CooloffTime}
+	}
+	var err error
+	if cfg.LockoutTemplate != "" {
+		p.tmpl, err = ParseLockoutTemplate(cfg.LockoutTemplate)
+	} else {
+		p.tmpl = builtinTemplate
+	}
+	return p, err
+}
+
+// ParseLockoutTemplate parses the html/template file path
+// (DEFENDER_LOCKOUT_TEMPLATE), as NewMiddleware does; the error wraps
+// ErrConfig and the parse error, and names the setting. The template is executed with
+// a map holding cooloff_time_seconds (int64: the block's duration, 0 when
+// permanent), cooloff_time_minutes (float64), failure_limit (int),
+// seconds_remaining (int64, rounded up; 0 when permanent) and permanent
+// (bool): write {{.seconds_remaining}} where Django writes
+// {{ seconds_remaining }}.
+func ParseLockoutTemplate(path string) (*template.Template, error) {
+	t, err := template.ParseFiles(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w %s: %q: %w", ErrConfig, envLockoutTemplate, path, err)
+	}
+	return t, nil
+}
+
+// data is the template context of a lockout decision.
+func (p *lockoutPage) data(dec Decision) map[string]any {
+	cooloff := p.cooloff(dec)
+	return map[string]any{
+		"cooloff_time_seconds": ceilSeconds(cooloff),
+		"cooloff_time_minutes": cooloff.Minutes(),
+		"failure_limit":        p.failureLimit,
+		"seconds_remaining":    secondsRemaining(dec),
+		"permanent":            dec.Permanent,
+	}
+}
+
+// cooloff estimates the duration of the block behind dec: 0 for a permanent
+// block, else the shortest configured lockout duration that covers the time
+// remaining (the escalation list only grows in practice), else the longest.
+func (p *lockoutPage) cooloff(dec Decision) time.Duration {
+	if dec.Permanent {
+		return 0
+	}
+	var best, longest time.Duration
+	for _, c := range p.cooloffs {
+		if c > longest {
+			longest = c
+		}
+		if c > 0 && c >= dec.RetryAfter && (best == 0 || c < best) {
+			best = c
+		}
+	}
+	if best == 0 {
+		best = longest
+	}
+	return best
+}
+
+// secondsRemaining is dec.RetryAfter in whole seconds, rounded up, at least
+// 1 for a temporary block; 0 for a permanent one.
+func secondsRemaining(dec Decision) int64 {
+	if dec.Permanent {
+		return 0
+	}
+	s := ceilSeconds(dec.RetryAfter)
+	if s < 1 {
+		s = 1
+	}
+	return s
+}
+
+func ceilSeconds(d time.Duration) int64 {
+	return int64((d + time.Second - 1) / time.Second)
+}
+
+// ServeLockout writes the answer to a request whose Decision is not
+// Allowed, as Wrap does; use it when calling the Attempt API directly.
+//
+// Locked: a JSON client (see below) gets a JSON body
+// {"error":"locked","message":…,"retry_after":N,"permanent":B} with
+// Config.LockoutStatus (429); else with Config.LockoutURL set, a redirect
+// there (302 for GET and HEAD, 303 otherwise); else the lockout page with
+// Config.LockoutStatus. Retry-After carries the seconds remaining, rounded
+// up, except for a permanent block. The answer depends only on dec, never on
+// whether the account exists. Unavailable (the store is down and the fail
+// mode is closed): 503, never a 500. Every answer is Cache-Control: no-store.
+// An Allowed dec writes nothing.
+//
+// A client wants JSON when its Accept header ranks application/json (or an
+// application/*+json type) above text/html, or when it sends no such
+// preference and its request body is JSON.
+func (m *Middleware) ServeLockout(w http.ResponseWriter, r *http.Request, dec Decision) {
+	m.refuse(w, r, dec, Login{IP: m.d.ClientIP(r), Path: r.URL.Path})
+}
+
+// refuse is ServeLockout with the request's Login, for the log.
+func (m *Middleware) refuse(w http.ResponseWriter, r *http.Request, dec Decision, l Login) {
+	h := w.Header()
+	switch dec.Verdict {
+	case Allow:
+		return
+	case Unavailable:
+		m.log.LogAttrs(r.Context(), slog.LevelWarn, "defender: store unavailable, login refused",
+			slog.String("ip", l.IP.String()), slog.String("path", l.Path),
+			slog.String("fail_mode", string(dec.FailMode)), slog.Any("error", dec.Err))
+		h.Set("Cache-Control", "no-store")
+		if wantsJSON(r) {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{
+				"error":   "unavailable",
+				"message": "Login is temporarily unavailable. Please try again later.",
+			})
+			return
+		}
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		h.Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, "Login is temporarily unavailable. Please try again later.\n")
+		return
+	}
+
+	m.log.LogAttrs(r.Context(), slog.LevelInfo, "defender: locked",
+		slog.String("ip", l.IP.String()), slog.String("username", l.Username),
+		slog.String("kind", string(dec.Kind)), slog.Bool("permanent", dec.Permanent),
+		slog.Int64("seconds_remaining", secondsRemaining(dec)), slog.String("path", l.Path))
+	p := &m.page
+	h.Set("Cache-Control", "no-store")
+	retry := secondsRemaining(dec)
+	if wantsJSON(r) {
+		if !dec.Permanent {
+			h.Set("Retry-After", strconv.FormatInt(retry, 10))
+		}
+		msg := "Too many login attempts. Please try again later."
+		if dec.Permanent {
+			msg = "Too many login attempts. Contact an admin to unlock your account."
+		}
+		writeJSON(w, p.status, map[string]any{
+			"error":       "locked",
+			"message":     msg,
+			"retry_after": retry,
+			"permanent":   dec.Permanent,
+		})
+		return
+	}
+	if p.url != "" {
+		code := http.StatusSeeOther
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			code = http.StatusFound
+		}
+		h.Set("Location", p.url)
+		w.WriteHeader(code)
+		return
+	}
+	var buf bytes.Buffer
+	if err := p.tmpl.Execute(&buf, p.data(dec)); err != nil {
+		m.log.LogAttrs(r.Context(), slog.LevelError, "defender: lockout template failed; built-in page served",
+			slog.String("template", p.tmpl.Name()), slog.Any("error", err))
+		buf.Reset()
+		_ = builtinTemplate.Execute(&buf, p.data(dec))
+	}
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Length", strconv.Itoa(buf.Len()))
+	if !dec.Permanent {
+		h.Set("Retry-After", strconv.FormatInt(retry, 10))
+	}
+	w.WriteHeader(p.status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(buf.Bytes())
+	}
+}
+
+// writeJSON writes v as the JSON body of a response with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, _ := json.Marshal(v)
+	b = append(b, '\n')
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// Bounds on Accept parsing: a hostile header costs at most this much.
+const (
+	maxAcceptLen   = 1024
+	maxAcceptItems = 32
+)
+
+// wantsJSON reports whether r's client prefers a JSON answer: its Accept
+// header ranks a JSON type above HTML, or (when Accept says nothing about
+// either) its body is JSON.
+func wantsJSON(r *http.Request) bool {
+	jsonQ, htmlQ := acceptQ(r.Header.Values("Accept"))
+	if jsonQ > 0 || htmlQ > 0 {
+		return jsonQ > htmlQ
+	}
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return isJSONType(ct)
+}
+
+// acceptQ returns the best quality given to a JSON type and to an HTML type
+// by explicit (non-wildcard) media ranges of the Accept header lines, read
+// within maxAcceptLen bytes and maxAcceptItems items.
+func acceptQ(lines []string) (jsonQ, htmlQ float64) {
+	budget, items := maxAcceptLen, 0
+	for _, line := range lines {
+		if len(line) > budget {
+			line = line[:budget]
+		}
+		budget -= len(line)
+		for line != "" && items < maxAcceptItems {
+			var item string
+			item, line, _ = strings.Cut(line, ",")
+			items++
+			typ, params, _ := strings.Cut(item, ";")
+			typ = strings.ToLower(strings.TrimSpace(typ))
+			q := 1.0
+			for params != "" {
+				var p string
+				p, params, _ = strings.Cut(params, ";")
+				k, v, _ := strings.Cut(p, "=")
+				if strings.EqualFold(strings.TrimSpace(k), "q") {
+					f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+					if err != nil || f < 0 || f > 1 {
+						f = 0
+					}
+					q = f
+				}
+			}
+			switch {
+			case isJSONType(typ):
+				jsonQ = max(jsonQ, q)
+			case typ == "text/html" || typ == "application/xhtml+xml":
+				htmlQ = max(htmlQ, q)
+			}
+		}
+		if budget <= 0 || items >= maxAcceptItems {
+			break
+		}
+	}
+	return jsonQ, htmlQ
+}
