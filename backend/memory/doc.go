@@ -12,8 +12,12 @@
 //
 // Keys live in 64 shards (fewer for a small bound), each a mutex, a map
 // from key to slot and a slab of slots {value, expiry, kind}. Every call
-// takes each shard lock it needs once per key, never two at a time, and
-// never a lock over the whole store. Counts are exact: an increment is a
+// takes each shard lock it needs once per key and never a lock over the
+// whole store. Reserve handles the pairs (Blocks[i], Counters[i]) each
+// under both shard locks at once (taken in shard order), so that reading
+// the block and counting the attempt are atomic, as the ordering rule of
+// backend.Reserve requires; a block found at a later pair refunds the
+// earlier counters. Counts are exact: an increment is a
 // read-modify-write under the shard lock, so concurrent increments are
 // never lost. Each key carries its own expiry; an expired key behaves as
 // absent everywhere, is removed when a call meets it (lazy expiry), and a

@@ -281,8 +281,8 @@ func (s *Store) Incr(ctx context.Context, keys []string, delta int64, ttl time.D
 	return out, nil
 }
 
-// incr adds delta to the counter key under its shard lock. k is a pinned
-// kind for lockout counters; a pinned counter stays pinned.
+// incr adds delta to the counter key under its shard lock. k is
+// kindPinned for lockout counters; a pinned counter stays pinned.
 func (s *Store) incr(key string, delta int64, ttl time.Duration, now int64, k kind) (int64, error) {
 	sh := s.shard(key)
 	sh.mu.Lock()
@@ -290,6 +290,17 @@ func (s *Store) incr(key string, delta int64, ttl time.Duration, now int64, k ki
 		sh.mu.Unlock()
 		return 0, backend.ErrClosed
 	}
+	n, evicted, err := s.incrLocked(sh, key, delta, ttl, now, k)
+	sh.mu.Unlock()
+	if evicted {
+		s.noteEviction()
+	}
+	return n, err
+}
+
+// incrLocked is incr with sh (key's live shard) locked by the caller. It
+// reports whether a counter was evicted to make room.
+func (s *Store) incrLocked(sh *shard, key string, delta int64, ttl time.Duration, now int64, k kind) (int64, bool, error) {
 	if i, ok := sh.idx[key]; ok {
 		e := &sh.ents[i]
 		switch {
@@ -297,28 +308,20 @@ func (s *Store) incr(key string, delta int64, ttl time.Duration, now int64, k ki
 			e.n, e.val, e.kind = 0, "", k
 			s.expiredN.Add(1)
 		case e.kind == kindBlock:
-			sh.mu.Unlock()
-			return 0, fmt.Errorf("%w: memory: Incr on key %q, which holds a block", backend.ErrInvalid, key)
+			return 0, false, fmt.Errorf("%w: memory: Incr on key %q, which holds a block", backend.ErrInvalid, key)
 		case k == kindPinned:
 			e.kind = kindPinned
 		}
 		e.n += delta
 		e.exp = expiry(now, ttl)
-		n := e.n
-		sh.mu.Unlock()
-		return n, nil
+		return e.n, false, nil
 	}
 	e, evicted, err := s.insert(sh, key, now)
 	if err != nil {
-		sh.mu.Unlock()
-		return 0, err
+		return 0, false, err
 	}
 	e.n, e.exp, e.kind = delta, expiry(now, ttl), k
-	sh.mu.Unlock()
-	if evicted {
-		s.noteEviction()
-	}
-	return delta, nil
+	return delta, evicted, nil
 }
 
 // insert adds key (absent from sh) and returns its zeroed slot, making room
@@ -515,22 +518,26 @@ func (s *Store) lookup(key string, now int64) (backend.Entry, error) {
 		sh.mu.Unlock()
 		return backend.Entry{}, backend.ErrClosed
 	}
+	out := s.lookupLocked(sh, key, now)
+	sh.mu.Unlock()
+	return out, nil
+}
+
+// lookupLocked is lookup with sh (key's live shard) locked by the caller.
+func (s *Store) lookupLocked(sh *shard, key string, now int64) backend.Entry {
 	i, ok := sh.idx[key]
 	if !ok {
-		sh.mu.Unlock()
-		return backend.Entry{Key: key}, nil
+		return backend.Entry{Key: key}
 	}
 	e := &sh.ents[i]
 	if e.expired(now) {
 		sh.remove(i)
-		sh.mu.Unlock()
 		s.expiredN.Add(1)
-		return backend.Entry{Key: key}, nil
+		return backend.Entry{Key: key}
 	}
 	out := toEntry(e, now)
 	out.Key = key
-	sh.mu.Unlock()
-	return out, nil
+	return out
 }
 
 // toEntry converts a live entry; the caller sets Key.
@@ -597,10 +604,16 @@ func (s *Store) delete(key string) error {
 	return nil
 }
 
-// Reserve implements backend.Reserver: it looks at each block key under its
-// shard lock and, when none exists, increments each counter under its shard
-// lock. It allocates nothing but the copies of newly inserted keys (and the
-// block's Value when blocked), and reuses r.Counts.
+// Reserve implements backend.Reserver. It takes the pairs (Blocks[i],
+// Counters[i]) in order and, for each, locks both keys' shards together
+// (in shard order, once when they share one), reads the block and, when
+// there is none, increments the counter: each pair is atomic, which is
+// the ordering rule of backend.Reserve. When a block is found, the
+// counters of the earlier pairs are refunded (and removed when back at 0),
+// so a blocked attempt leaves nothing behind; a request blocked by its
+// first pair touches no counter at all. Reserve allocates nothing but the
+// copies of newly inserted keys (and the block's Value when blocked), and
+// reuses the capacity of r.Counts.
 func (s *Store) Reserve(ctx context.Context, r *backend.Reservation) error {
 	if err := s.check(ctx); err != nil {
 		return err
@@ -618,33 +631,91 @@ func (s *Store) Reserve(ctx context.Context, r *backend.Reservation) error {
 	r.Blocked = -1
 	r.Block = backend.Entry{}
 	r.Counts = r.Counts[:0]
-	// Increment first, then read the blocks (the ordering rule of
-	// backend.Reserve): an attempt racing with Block either sees the block
-	// or counts on top of the attempt that is blocking.
-	for _, k := range r.Counters {
-		n, err := s.incr(k, 1, r.TTL, now, kindCounter)
-		if err != nil {
-			return err
+	nb, nc := len(r.Blocks), len(r.Counters)
+	noted := false // a counter was evicted: log after the locks
+	for i := 0; i < nb || i < nc; i++ {
+		bi, ci := -1, -1
+		if i < nb {
+			bi = s.shardIndex(r.Blocks[i])
 		}
-		r.Counts = append(r.Counts, n)
-	}
-	for i, k := range r.Blocks {
-		e, err := s.lookup(k, now)
-		if err != nil {
-			return err
+		if i < nc {
+			ci = s.shardIndex(r.Counters[i])
 		}
-		if e.Found {
-			r.Blocked, r.Block = i, e
-			for _, c := range r.Counters {
-				if _, err := s.incr(c, -1, r.TTL, now, kindCounter); err != nil {
-					return err
-				}
+		lo, hi := bi, ci
+		if lo > hi {
+			lo, hi = hi, lo
+		}
+		if lo >= 0 {
+			s.shards[lo].mu.Lock()
+		}
+		if hi != lo {
+			s.shards[hi].mu.Lock()
+		}
+		if s.shards[hi].idx == nil { // closed (hi >= 0, and lo's shard too)
+			s.unlockPair(lo, hi)
+			return backend.ErrClosed
+		}
+		if bi >= 0 {
+			if e := s.lookupLocked(&s.shards[bi], r.Blocks[i], now); e.Found {
+				s.unlockPair(lo, hi)
+				r.Blocked, r.Block = i, e
+				s.refund(r.Counters[:min(i, nc)], r.TTL, now)
+				r.Counts = r.Counts[:0]
+				return nil
 			}
-			r.Counts = r.Counts[:0]
-			return nil
 		}
+		if ci >= 0 {
+			n, evicted, err := s.incrLocked(&s.shards[ci], r.Counters[i], 1, r.TTL, now, kindCounter)
+			if err != nil {
+				s.unlockPair(lo, hi)
+				return err
+			}
+			r.Counts = append(r.Counts, n)
+			if evicted {
+				noted = true
+			}
+		}
+		s.unlockPair(lo, hi)
+	}
+	if noted {
+		s.noteEviction()
 	}
 	return nil
+}
+
+func (s *Store) shardIndex(key string) int {
+	return int(maphash.String(s.seed, key) & s.mask)
+}
+
+func (s *Store) unlockPair(lo, hi int) {
+	if hi != lo {
+		s.shards[hi].mu.Unlock()
+	}
+	if lo >= 0 {
+		s.shards[lo].mu.Unlock()
+	}
+}
+
+// refund takes back one increment of each counter (a reservation that met
+// a block), removing a counter that falls back to 0 so that a blocked
+// flood leaves no keys behind.
+func (s *Store) refund(counters []string, ttl time.Duration, now int64) {
+	for _, key := range counters {
+		sh := s.shard(key)
+		sh.mu.Lock()
+		if sh.idx != nil {
+			if i, ok := sh.idx[key]; ok {
+				if e := &sh.ents[i]; e.kind == kindCounter || e.kind == kindPinned {
+					e.n--
+					e.exp = expiry(now, ttl)
+					if e.n == 0 {
+						sh.remove(i)
+					}
+				}
+			}
+		}
+		sh.mu.Unlock()
+	}
 }
 
 // Block implements backend.Blocker with the semantics of backend.Block. The

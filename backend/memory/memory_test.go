@@ -972,3 +972,127 @@ func TestValidKey(t *testing.T) {
 		}
 	}
 }
+
+func TestReservePairs(t *testing.T) {
+	s, _ := openClock(t, 0)
+	incr1(t, s, "c-old", 5, time.Minute)
+	if err := s.SetBlock(bg, "b1", []byte("x"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		blocks   []string
+		counters []string
+		blocked  int
+		counts   string
+		after    map[string]string // key -> value, "" = absent
+	}{
+		{"second pair blocked: first refunded and removed", []string{"b0", "b1"}, []string{"c-new", "c2"}, 1, "[]",
+			map[string]string{"c-new": "", "c2": ""}},
+		{"second pair blocked: old counter refunded", []string{"b0", "b1"}, []string{"c-old", "c2"}, 1, "[]",
+			map[string]string{"c-old": "5", "c2": ""}},
+		{"extra block blocked after all counters", []string{"b0", "b0", "b1"}, []string{"c-a", "c-b"}, 2, "[]",
+			map[string]string{"c-a": "", "c-b": ""}},
+		{"more counters than blocks", []string{"b0"}, []string{"m1", "m2", "m3"}, -1, "[1 1 1]",
+			map[string]string{"m1": "1", "m3": "1"}},
+		{"same key shard: block and counter share a lock", []string{"same"}, []string{"same2"}, -1, "[1]",
+			map[string]string{"same2": "1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &backend.Reservation{Blocks: tt.blocks, Counters: tt.counters, TTL: time.Minute}
+			if err := s.Reserve(bg, r); err != nil {
+				t.Fatal(err)
+			}
+			if r.Blocked != tt.blocked || fmt.Sprint(r.Counts) != tt.counts {
+				t.Fatalf("blocked %d counts %v", r.Blocked, r.Counts)
+			}
+			for k, v := range tt.after {
+				e := get1(t, s, k)
+				if string(e.Value) != v || e.Found != (v != "") {
+					t.Fatalf("%s = %+v, want %q", k, e, v)
+				}
+			}
+		})
+	}
+	// Keys sharing a shard (one lock for the pair).
+	var b, c string
+	for i := 0; b == "" || c == ""; i++ {
+		k := "k" + strconv.Itoa(i)
+		if s.shardIndex(k) == 0 {
+			if b == "" {
+				b = k
+			} else {
+				c = k
+			}
+		}
+	}
+	r := &backend.Reservation{Blocks: []string{b}, Counters: []string{c}}
+	if err := s.Reserve(bg, r); err != nil || r.Blocked != -1 || r.Counts[0] != 1 {
+		t.Fatalf("same shard: %v %+v", err, r)
+	}
+	if err := s.SetBlock(bg, b, nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reserve(bg, r); err != nil || r.Blocked != 0 {
+		t.Fatalf("same shard blocked: %v %+v", err, r)
+	}
+}
+
+// TestReserveOrderingRule races Block with Reserve: an attempt that was not
+// blocked must have counted before the block deleted the counter, so it
+// never leaves a fresh counter behind a block.
+func TestReserveOrderingRule(t *testing.T) {
+	s := open(t, nil)
+	req := backend.BlockRequest{BlockKey: "b", CounterKey: "c", LockoutsKey: "l", Durations: []time.Duration{time.Hour}}
+	for i := range 2000 {
+		if err := s.Delete(bg, "b", "c", "l"); err != nil {
+			t.Fatal(err)
+		}
+		r := &backend.Reservation{Blocks: []string{"b"}, Counters: []string{"c"}, TTL: time.Hour}
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if _, err := s.Block(bg, req); err != nil {
+				t.Error(err)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			if err := s.Reserve(bg, r); err != nil {
+				t.Error(err)
+			}
+		}()
+		wg.Wait()
+		if r.Blocked == -1 && get1(t, s, "c").Found {
+			t.Fatalf("iteration %d: a fresh counter behind a block", i)
+		}
+	}
+}
+
+func TestReserveFullMidway(t *testing.T) {
+	s, _ := openClock(t, 32)
+	for i := range 32 {
+		if err := s.SetBlock(bg, "b"+strconv.Itoa(i), nil, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := s.Reserve(bg, &backend.Reservation{Blocks: []string{"x"}, Counters: []string{"y"}})
+	if !errors.Is(err, backend.ErrFull) {
+		t.Fatal(err)
+	}
+}
+
+func TestReserveLogsEviction(t *testing.T) {
+	var logbuf bytes.Buffer
+	s := open(t, &Options{MaxKeys: 32, SweepInterval: -1, Logger: slog.New(slog.NewTextHandler(&logbuf, nil))})
+	for i := range 40 {
+		if err := s.Reserve(bg, &backend.Reservation{Counters: []string{"c" + strconv.Itoa(i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := s.Stats(); st.Evictions != 8 || strings.Count(logbuf.String(), "evicting") != 1 {
+		t.Fatalf("%+v %s", st, logbuf.String())
+	}
+}
