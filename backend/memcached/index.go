@@ -1,0 +1,438 @@
+package memcached
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bradfitz/gomemcache/memcache"
+
+	"github.com/go-defender/defender/backend"
+)
+
+// The index. Memcached cannot list keys, so the Store records the keys it
+// writes in index keys: for each family (blocks, counters) IndexShards keys
+// named prefix + "\xff" + family + shard number (0xff never occurs in an
+// engine key, so they cannot collide with one). A key belongs to shard
+// fnv32a(key) % IndexShards. A shard's value is one line per member,
+// "<until-unix-ms> <key>\n" (0 = permanent), rewritten with gets + cas.
+const (
+	familyBlocks   = 'b'
+	familyCounters = 'c'
+)
+
+// ixReq is a counter index update for the indexer goroutine, or (done !=
+// nil) a flush request answered once every earlier update is written.
+type ixReq struct {
+	key   string
+	until int64
+	done  chan error
+}
+
+func (s *Store) shardOf(key string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	return int(h.Sum32() % uint32(s.shards))
+}
+
+func (s *Store) shardKey(family byte, shard int) string {
+	b := make([]byte, 0, len(s.prefix)+8)
+	b = append(b, s.prefix...)
+	b = append(b, 0xff, family)
+	return string(strconv.AppendInt(b, int64(shard), 10))
+}
+
+// parseIndex decodes a shard value into member -> until. Malformed lines
+// (which this package never writes) are skipped.
+func parseIndex(v []byte) map[string]int64 {
+	m := make(map[string]int64, bytes.Count(v, []byte{'\n'}))
+	for len(v) > 0 {
+		line := v
+		if i := bytes.IndexByte(v, '\n'); i >= 0 {
+			line, v = v[:i], v[i+1:]
+		} else {
+			v = nil
+		}
+		until, key, ok := cutInt(line)
+		if !ok || len(key) == 0 {
+			continue
+		}
+		m[string(key)] = until
+	}
+	return m
+}
+
+func encodeIndex(m map[string]int64) []byte {
+	keys := make([]string, 0, len(m))
+	size := 0
+	for k := range m {
+		keys = append(keys, k)
+		size += len(k) + 16
+	}
+	slices.Sort(keys)
+	b := make([]byte, 0, size)
+	for _, k := range keys {
+		b = strconv.AppendInt(b, m[k], 10)
+		b = append(b, ' ')
+		b = append(b, k...)
+		b = append(b, '\n')
+	}
+	return b
+}
+
+func lineLen(key string, until int64) int {
+	return len(strconv.FormatInt(until, 10)) + len(key) + 2
+}
+
+// later reports whether until a outlasts until b (0 = forever).
+func later(a, b int64) bool {
+	if b == 0 {
+		return false
+	}
+	return a == 0 || a > b
+}
+
+// upsertIndex records entries (member -> until) in a shard of family,
+// pruning members whose until has passed; pre is the shard as read before
+// (nil: read it here; a pointer to a nil item: absent). It retries lost
+// compare-and-swap races. When the shard would outgrow IndexShardBytes it
+// first drops members that no longer exist, then leaves out new members
+// (counted in Stats.IndexOverflow and logged).
+func (s *Store) upsertIndex(ctx context.Context, family byte, shard int, entries map[string]int64, pre **memcache.Item) error {
+	sk := s.shardKey(family, shard)
+	var it *memcache.Item
+	read := pre == nil
+	if !read {
+		it = *pre
+	}
+	for attempt := 0; ; attempt++ {
+		if read {
+			var err error
+			it, err = s.c.Get(sk)
+			if errors.Is(err, memcache.ErrCacheMiss) {
+				it = nil
+			} else if err != nil {
+				return unavailable(ctx, "index", err)
+			}
+		}
+		read = true
+		var m map[string]int64
+		if it != nil {
+			m = parseIndex(it.Value)
+		} else {
+			m = make(map[string]int64, len(entries))
+		}
+		changed := false
+		for k, u := range entries {
+			if cur, ok := m[k]; !ok || later(u, cur) {
+				changed = true
+			}
+		}
+		if !changed && it != nil {
+			return nil
+		}
+		nowMs := time.Now().UnixMilli()
+		size := 0
+		for k, u := range m {
+			if u != 0 && u <= nowMs {
+				delete(m, k)
+				continue
+			}
+			size += lineLen(k, u)
+		}
+		var fresh []string
+		for k, u := range entries {
+			cur, ok := m[k]
+			if ok {
+				if later(u, cur) {
+					m[k] = u
+					size += lineLen(k, u) - lineLen(k, cur)
+				}
+				continue
+			}
+			fresh = append(fresh, k)
+		}
+		slices.Sort(fresh)
+		for _, k := range fresh {
+			size += lineLen(k, entries[k])
+		}
+		if size > s.shardBytes {
+			size = s.dropAbsent(m, size)
+		}
+		for _, k := range fresh {
+			if size > s.shardBytes {
+				s.ixOverflow.Add(1)
+				s.log.Warn("memcached: index shard full, key left out of Scan", "shard", shard, "family", string(family), "key", k, "limit_bytes", s.shardBytes)
+				size -= lineLen(k, entries[k])
+				continue
+			}
+			m[k] = entries[k]
+		}
+		item := &memcache.Item{Key: sk, Value: encodeIndex(m), Flags: flagIndex, Expiration: indexExpiration(m)}
+		var err error
+		if it == nil {
+			err = s.c.Add(item)
+		} else {
+			item.CasID = it.CasID
+			err = s.c.CompareAndSwap(item)
+		}
+		if err == nil {
+			return nil
+		}
+		if !isMiss(err) {
+			return unavailable(ctx, "index", err)
+		}
+		if attempt+1 >= maxCASAttempts {
+			return fmt.Errorf("memcached: index: %w: %d compare-and-swap conflicts in a row", backend.ErrUnavailable, maxCASAttempts)
+		}
+		if err := backoff(ctx, attempt); err != nil {
+			return unavailable(ctx, "index", err)
+		}
+	}
+}
+
+// dropAbsent removes from m the members that no longer exist (deleted
+// keys linger in the index until their until passes) and returns the new
+// size. Errors leave m as it is.
+func (s *Store) dropAbsent(m map[string]int64, size int) int {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	const chunk = 100
+	for len(keys) > 0 {
+		part := keys[:min(chunk, len(keys))]
+		keys = keys[len(part):]
+		found, err := s.getMulti(context.Background(), "index", part)
+		if err != nil {
+			return size
+		}
+		nowMs := time.Now().UnixMilli()
+		for _, k := range part {
+			if it := found[s.key(k)]; it != nil {
+				if e, err := decode(it); err == nil && e.alive(nowMs) {
+					continue
+				}
+			}
+			size -= lineLen(k, m[k])
+			delete(m, k)
+		}
+	}
+	return size
+}
+
+// indexExpiration makes a shard expire one second after its last member
+// (never while one is permanent).
+func indexExpiration(m map[string]int64) int32 {
+	var last int64
+	for _, u := range m {
+		if u == 0 {
+			return 0
+		}
+		last = max(last, u)
+	}
+	if last == 0 {
+		return 0
+	}
+	now := time.Now()
+	left := last - now.UnixMilli()
+	if left < 0 {
+		left = 0
+	}
+	_, exp := expiry(now, (left+999)/1000+1)
+	return exp
+}
+
+// enqueueIndex hands a counter index update to the indexer without waiting.
+// A full queue drops it (counted, logged at most once a minute).
+func (s *Store) enqueueIndex(key string, until int64) {
+	select {
+	case s.ixq <- ixReq{key: key, until: until}:
+	default:
+		s.ixDropped.Add(1)
+		now := time.Now().UnixNano()
+		if last := s.lastDropLog.Load(); now-last > int64(time.Minute) && s.lastDropLog.CompareAndSwap(last, now) {
+			s.log.Warn("memcached: counter index queue full, updates dropped (those counters may be missing from Scan)", "dropped_total", s.ixDropped.Load())
+		}
+	}
+}
+
+// indexer writes queued counter index updates in batches, one shard write
+// per shard and batch, until Close.
+func (s *Store) indexer() {
+	defer s.wg.Done()
+	pending := map[int]map[string]int64{}
+	var waiting []chan error
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	add := func(r ixReq) {
+		if r.done != nil {
+			waiting = append(waiting, r.done)
+			return
+		}
+		sh := s.shardOf(r.key)
+		p := pending[sh]
+		if p == nil {
+			p = map[string]int64{}
+			pending[sh] = p
+		}
+		if cur, ok := p[r.key]; !ok || later(r.until, cur) {
+			p[r.key] = r.until
+		}
+	}
+	for {
+		select {
+		case r := <-s.ixq:
+			add(r)
+		case <-retry.C:
+		case <-s.stop:
+			for {
+				select {
+				case r := <-s.ixq:
+					add(r)
+					continue
+				default:
+				}
+				break
+			}
+			s.flushIndex(pending)
+			for _, w := range waiting {
+				w <- backend.ErrClosed
+			}
+			return
+		}
+		// Take everything queued meanwhile into this batch.
+	drain:
+		for {
+			select {
+			case r := <-s.ixq:
+				add(r)
+			default:
+				break drain
+			}
+		}
+		err := s.flushIndex(pending)
+		for _, w := range waiting {
+			w <- err
+		}
+		waiting = waiting[:0]
+		if len(pending) > 0 {
+			retry.Reset(time.Second)
+		}
+	}
+}
+
+// flushIndex writes pending (shard -> member -> until) to the counter index.
+// Shards that fail stay pending (bounded by IndexQueue members; the rest is
+// dropped and counted). It returns the first error.
+func (s *Store) flushIndex(pending map[int]map[string]int64) error {
+	var first error
+	total := 0
+	for sh, entries := range pending {
+		err := s.upsertIndex(context.Background(), familyCounters, sh, entries, nil)
+		if err == nil {
+			delete(pending, sh)
+			continue
+		}
+		if first == nil {
+			first = err
+		}
+		total += len(entries)
+		if total > cap(s.ixq) {
+			s.ixDropped.Add(int64(len(entries)))
+			delete(pending, sh)
+		}
+	}
+	return first
+}
+
+// flush waits until every counter index update queued before it is written.
+func (s *Store) flush(ctx context.Context) error {
+	done := make(chan error, 1)
+	select {
+	case s.ixq <- ixReq{done: done}:
+	case <-ctx.Done():
+		return unavailable(ctx, "scan", ctx.Err())
+	case <-s.stop:
+		return backend.ErrClosed
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return unavailable(ctx, "scan", ctx.Err())
+	}
+}
+
+// Scan implements backend.Backend from the index: it waits for this
+// Store's queued counter index updates, reads every index shard of both
+// families (one multi-key "gets"), takes the members with the prefix past
+// the cursor in key order, and reads up to limit of them (one more
+// "gets") to return those that exist. The cursor is the last key examined.
+// Keys written by other processes are listed once their index update is
+// written: at once for blocks, within the indexer's batch delay for
+// counters.
+func (s *Store) Scan(ctx context.Context, prefix, cursor string, limit int) ([]backend.Entry, string, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, "", err
+	}
+	if limit <= 0 {
+		limit = DefaultScanLimit
+	}
+	if err := s.flush(ctx); err != nil {
+		return nil, "", err
+	}
+	shardKeys := make([]string, 0, 2*s.shards)
+	for _, f := range []byte{familyBlocks, familyCounters} {
+		for i := 0; i < s.shards; i++ {
+			shardKeys = append(shardKeys, s.shardKey(f, i))
+		}
+	}
+	m, err := s.c.GetMulti(shardKeys)
+	if err != nil {
+		return nil, "", unavailable(ctx, "scan", err)
+	}
+	nowMs := time.Now().UnixMilli()
+	seen := map[string]bool{}
+	var cands []string
+	for _, it := range m {
+		for k, u := range parseIndex(it.Value) {
+			if (u != 0 && u <= nowMs) || !strings.HasPrefix(k, prefix) || k <= cursor || seen[k] {
+				continue
+			}
+			seen[k] = true
+			cands = append(cands, k)
+		}
+	}
+	slices.Sort(cands)
+	next := ""
+	if len(cands) > limit {
+		cands = cands[:limit]
+		next = cands[limit-1]
+	}
+	if len(cands) == 0 {
+		return nil, "", nil
+	}
+	items, err := s.getMulti(ctx, "scan", cands)
+	if err != nil {
+		return nil, "", err
+	}
+	nowMs = time.Now().UnixMilli()
+	out := make([]backend.Entry, 0, len(cands))
+	for _, k := range cands {
+		e, err := s.toEntry(k, items[s.key(k)], nowMs)
+		if err != nil {
+			return nil, "", err
+		}
+		if e.Found {
+			out = append(out, e)
+		}
+	}
+	return out, next, nil
+}

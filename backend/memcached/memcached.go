@@ -1,0 +1,812 @@
+package memcached
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bradfitz/gomemcache/memcache"
+
+	"github.com/go-defender/defender/backend"
+)
+
+// MaxKeyLen is Memcached's key limit in bytes. The prefix and every key
+// given by the engine (at most backend.MaxKeyLen bytes) must fit in it
+// together.
+const MaxKeyLen = 250
+
+// MaxPrefixLen is the longest Options.Prefix New accepts:
+// MaxKeyLen - backend.MaxKeyLen.
+const MaxPrefixLen = MaxKeyLen - backend.MaxKeyLen
+
+// Defaults of Options.
+const (
+	DefaultIndexShards     = 16
+	DefaultIndexShardBytes = 512 << 10
+	DefaultIndexQueue      = 8192
+	DefaultEvictionCheck   = time.Minute
+	DefaultScanLimit       = 100
+)
+
+// Item flags that mark the values this package writes.
+const (
+	flagCounter uint32 = 0xdef1
+	flagBlock   uint32 = 0xdef2
+	flagIndex   uint32 = 0xdef3
+)
+
+// maxRelative is the longest expiration Memcached takes as relative seconds;
+// longer ones are absolute Unix times.
+const maxRelative = 30 * 24 * 60 * 60
+
+// maxCASAttempts bounds one counter's compare-and-swap loop. Within a
+// process increments of one key are serialised, so only other processes can
+// make it retry; reaching the bound returns ErrUnavailable (nothing written).
+const maxCASAttempts = 64
+
+// stripes is the number of in-process locks that serialise the
+// compare-and-swap loops of keys hashing to them.
+const stripes = 1024
+
+// Options configures a Store. The zero value (or nil) is usable.
+type Options struct {
+	// Prefix starts every Memcached key the Store writes, so that several
+	// applications can share servers. 0..MaxPrefixLen bytes of printable
+	// ASCII without spaces. Default: none.
+	Prefix string
+	// Logger receives the eviction warnings and index overflow warnings.
+	// Default: slog.Default().
+	Logger *slog.Logger
+	// Servers are the addresses ("host:port" or a Unix socket path) whose
+	// "stats" the Store polls for evictions. Open sets them from the URL;
+	// with New, leave empty to disable the eviction check.
+	Servers []string
+	// EvictionCheck is how often the servers' eviction counters are polled
+	// (by one background goroutine, never on a request). Default
+	// DefaultEvictionCheck; negative disables the check.
+	EvictionCheck time.Duration
+	// IndexShards is the number of index keys per kind (blocks, counters)
+	// that record which keys exist, for Scan. Default DefaultIndexShards.
+	// Every Store sharing a prefix must use the same value.
+	IndexShards int
+	// IndexShardBytes bounds the size of one index key's value (Memcached
+	// refuses items over its -I limit, 1 MiB by default). Default
+	// DefaultIndexShardBytes.
+	IndexShardBytes int
+	// IndexQueue bounds the counter index updates waiting for the
+	// background indexer. Default DefaultIndexQueue.
+	IndexQueue int
+}
+
+// Store is a backend.Backend on one or several Memcached servers. It also
+// implements backend.Reserver and backend.Blocker. It is safe for concurrent
+// use.
+type Store struct {
+	c          *memcache.Client
+	ownClient  bool
+	prefix     string
+	log        *slog.Logger
+	shards     int
+	shardBytes int
+	servers    []string
+	evictEvery time.Duration
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	locks     [stripes]chan struct{}
+	ixq       chan ixReq
+
+	ixDropped   atomic.Int64
+	ixOverflow  atomic.Int64
+	evictions   atomic.Int64
+	lastDropLog atomic.Int64
+}
+
+// Stats are a Store's own counters of what it could not do and what the
+// servers reported.
+type Stats struct {
+	// IndexDropped counts counter index updates dropped because the
+	// indexer's queue was full or the servers failed: those counters may be
+	// missing from Scan until they are next written after their indexed
+	// expiry.
+	IndexDropped int64
+	// IndexOverflow counts keys left out of a full index shard.
+	IndexOverflow int64
+	// Evictions is the sum of the servers' eviction counters at the last
+	// check.
+	Evictions int64
+}
+
+// New returns a Store that keeps its data on the servers of client. Set
+// client.Timeout to the longest a single network operation may take (a call
+// makes at most a few in sequence, see the package doc) and
+// client.MaxIdleConns to at least the expected number of concurrent calls.
+// Close does not close a client given to New. New fails with an
+// backend.ErrInvalid error naming the option when opts is out of range.
+func New(client *memcache.Client, opts *Options) (*Store, error) {
+	if client == nil {
+		return nil, fmt.Errorf("%w: memcached: nil client", backend.ErrInvalid)
+	}
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if len(o.Prefix) > MaxPrefixLen {
+		return nil, fmt.Errorf("%w: memcached: Options.Prefix is %d bytes, more than %d (Memcached keys are limited to %d bytes, engine keys take up to %d)",
+			backend.ErrInvalid, len(o.Prefix), MaxPrefixLen, MaxKeyLen, backend.MaxKeyLen)
+	}
+	for i := 0; i < len(o.Prefix); i++ {
+		if c := o.Prefix[i]; c <= 0x20 || c >= 0x7f {
+			return nil, fmt.Errorf("%w: memcached: Options.Prefix %q has byte 0x%02x at %d (printable ASCII without spaces only)", backend.ErrInvalid, o.Prefix, c, i)
+		}
+	}
+	if o.IndexShards < 0 || o.IndexShardBytes < 0 || o.IndexQueue < 0 {
+		return nil, fmt.Errorf("%w: memcached: Options.IndexShards, IndexShardBytes and IndexQueue must not be negative", backend.ErrInvalid)
+	}
+	if o.IndexShards == 0 {
+		o.IndexShards = DefaultIndexShards
+	}
+	if o.IndexShardBytes == 0 {
+		o.IndexShardBytes = DefaultIndexShardBytes
+	}
+	if o.IndexQueue == 0 {
+		o.IndexQueue = DefaultIndexQueue
+	}
+	if o.EvictionCheck == 0 {
+		o.EvictionCheck = DefaultEvictionCheck
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	s := &Store{
+		c:          client,
+		prefix:     o.Prefix,
+		log:        o.Logger,
+		shards:     o.IndexShards,
+		shardBytes: o.IndexShardBytes,
+		servers:    append([]string(nil), o.Servers...),
+		evictEvery: o.EvictionCheck,
+		stop:       make(chan struct{}),
+		ixq:        make(chan ixReq, o.IndexQueue),
+	}
+	for i := range s.locks {
+		s.locks[i] = make(chan struct{}, 1)
+	}
+	s.wg.Add(1)
+	go s.indexer()
+	if len(s.servers) > 0 && s.evictEvery > 0 {
+		s.wg.Add(1)
+		go s.watchEvictions()
+	}
+	return s, nil
+}
+
+// Stats returns the Store's counters.
+func (s *Store) Stats() Stats {
+	return Stats{
+		IndexDropped:  s.ixDropped.Load(),
+		IndexOverflow: s.ixOverflow.Load(),
+		Evictions:     s.evictions.Load(),
+	}
+}
+
+// Close stops the background goroutines (after one last attempt to write
+// pending counter index updates) and waits for them. It closes the client's
+// idle connections only when the Store opened the client itself (Open).
+// Further calls return backend.ErrClosed.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		close(s.stop)
+		s.wg.Wait()
+		if s.ownClient {
+			_ = s.c.Close()
+		}
+	})
+	return nil
+}
+
+// entry is a decoded value.
+type entry struct {
+	flags uint32
+	exp   int64 // Unix ms; 0 = never
+	ix    int64 // counters: indexed until (Unix ms); 0 = permanently; -1 = not indexed
+	n     int64 // counters: the count
+	value []byte
+}
+
+func (e *entry) alive(nowMs int64) bool { return e.exp == 0 || e.exp > nowMs }
+
+// ttl is the time left, rounded up to whole seconds; 0 = never expires.
+func (e *entry) ttl(nowMs int64) time.Duration {
+	if e.exp == 0 {
+		return 0
+	}
+	left := e.exp - nowMs
+	return time.Duration((left+999)/1000) * time.Second
+}
+
+// errCorrupt marks a value under one of our keys that we did not write.
+var errCorrupt = errors.New("value not written by this package")
+
+func decode(it *memcache.Item) (entry, error) {
+	e := entry{flags: it.Flags}
+	v := it.Value
+	switch it.Flags {
+	case flagCounter, flagBlock:
+	default:
+		return e, errCorrupt
+	}
+	exp, rest, ok := cutInt(v)
+	if !ok {
+		return e, errCorrupt
+	}
+	e.exp = exp
+	if it.Flags == flagBlock {
+		e.value = rest
+		return e, nil
+	}
+	ix, rest, ok := cutInt(rest)
+	if !ok {
+		return e, errCorrupt
+	}
+	n, err := strconv.ParseInt(string(rest), 10, 64)
+	if err != nil {
+		return e, errCorrupt
+	}
+	e.ix, e.n, e.value = ix, n, rest
+	return e, nil
+}
+
+// cutInt parses the decimal integer before the first space of v.
+func cutInt(v []byte) (int64, []byte, bool) {
+	for i, c := range v {
+		if c == ' ' {
+			n, err := strconv.ParseInt(string(v[:i]), 10, 64)
+			return n, v[i+1:], err == nil
+		}
+	}
+	return 0, nil, false
+}
+
+func encodeCounter(exp, ix, n int64) []byte {
+	b := make([]byte, 0, 48)
+	b = strconv.AppendInt(b, exp, 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, ix, 10)
+	b = append(b, ' ')
+	return strconv.AppendInt(b, n, 10)
+}
+
+func encodeBlock(exp int64, value []byte) []byte {
+	b := make([]byte, 0, 21+len(value))
+	b = strconv.AppendInt(b, exp, 10)
+	b = append(b, ' ')
+	return append(b, value...)
+}
+
+// ttlSeconds is ttl rounded up to whole seconds.
+func ttlSeconds(ttl time.Duration) int64 {
+	s := int64(ttl / time.Second)
+	if ttl%time.Second != 0 {
+		s++
+	}
+	return s
+}
+
+// expiry returns the encoded expiry (Unix ms, 0 = never) and the Memcached
+// expiration for a TTL of secs whole seconds from now. Memcached's clock
+// ticks once a second, so it is given one second more than the encoded
+// expiry, which decides visibility: a key is never dropped early, and every
+// expiring key carries an expiration. Over 30 days the expiration is an
+// absolute Unix time (capped at the largest one Memcached takes).
+func expiry(now time.Time, secs int64) (int64, int32) {
+	if secs == 0 {
+		return 0, 0
+	}
+	if secs > math.MaxInt32 {
+		secs = math.MaxInt32
+	}
+	exp := now.UnixMilli() + secs*1000
+	rel := secs + 1
+	if rel <= maxRelative {
+		return exp, int32(rel)
+	}
+	abs := now.Unix() + rel
+	if abs > math.MaxInt32 {
+		abs = math.MaxInt32
+	}
+	return exp, int32(abs)
+}
+
+func (s *Store) key(k string) string { return s.prefix + k }
+
+func (s *Store) check(ctx context.Context) error {
+	if s.closed.Load() {
+		return backend.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memcached: %w: %w", backend.ErrUnavailable, err)
+	}
+	return nil
+}
+
+func checkKeys(keys []string) error {
+	for _, k := range keys {
+		if err := backend.CheckKey(k); err != nil {
+			return fmt.Errorf("memcached: %w", err)
+		}
+	}
+	return nil
+}
+
+// unavailable wraps a client error as backend.ErrUnavailable, and ctx.Err()
+// too when the context ended meanwhile.
+func unavailable(ctx context.Context, op string, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return fmt.Errorf("memcached: %s: %w: %w (%v)", op, backend.ErrUnavailable, cerr, err)
+	}
+	return fmt.Errorf("memcached: %s: %w: %v", op, backend.ErrUnavailable, err)
+}
+
+func corrupt(key string) error {
+	return fmt.Errorf("memcached: key %q: %w: %w", key, backend.ErrInvalid, errCorrupt)
+}
+
+// isMiss reports the protocol answers that mean "not there / changed".
+func isMiss(err error) bool {
+	return errors.Is(err, memcache.ErrCacheMiss) || errors.Is(err, memcache.ErrNotStored) || errors.Is(err, memcache.ErrCASConflict)
+}
+
+func (s *Store) getMulti(ctx context.Context, op string, keys []string) (map[string]*memcache.Item, error) {
+	pk := make([]string, len(keys))
+	for i, k := range keys {
+		pk[i] = s.key(k)
+	}
+	m, err := s.c.GetMulti(pk)
+	if err != nil {
+		return nil, unavailable(ctx, op, err)
+	}
+	return m, nil
+}
+
+func (s *Store) toEntry(key string, it *memcache.Item, nowMs int64) (backend.Entry, error) {
+	if it == nil {
+		return backend.Entry{Key: key}, nil
+	}
+	e, err := decode(it)
+	if err != nil {
+		return backend.Entry{Key: key}, corrupt(key)
+	}
+	if !e.alive(nowMs) {
+		return backend.Entry{Key: key}, nil
+	}
+	return backend.Entry{Key: key, Found: true, Value: e.value, TTL: e.ttl(nowMs)}, nil
+}
+
+// Get implements backend.Backend: one multi-key "gets" (one round trip per
+// server, the servers in parallel).
+func (s *Store) Get(ctx context.Context, keys []string) ([]backend.Entry, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	if err := checkKeys(keys); err != nil {
+		return nil, err
+	}
+	out := make([]backend.Entry, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	m, err := s.getMulti(ctx, "get", keys)
+	if err != nil {
+		return nil, err
+	}
+	nowMs := time.Now().UnixMilli()
+	for i, k := range keys {
+		if out[i], err = s.toEntry(k, m[s.key(k)], nowMs); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// SetBlock implements backend.Backend: the value is written ("set") while
+// the key is recorded in its block index shard ("gets" + "cas"), in
+// parallel: two round trips.
+func (s *Store) SetBlock(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	if err := backend.CheckKey(key); err != nil {
+		return fmt.Errorf("memcached: %w", err)
+	}
+	if err := backend.CheckTTL(ttl); err != nil {
+		return fmt.Errorf("memcached: %w", err)
+	}
+	return s.setBlock(ctx, key, value, ttl, nil)
+}
+
+// setBlock writes the block and records it in its index shard, in
+// parallel; pre is the shard as read before (nil: read it here).
+func (s *Store) setBlock(ctx context.Context, key string, value []byte, ttl time.Duration, pre **memcache.Item) error {
+	exp, expiration := expiry(time.Now(), ttlSeconds(ttl))
+	item := &memcache.Item{Key: s.key(key), Value: encodeBlock(exp, value), Flags: flagBlock, Expiration: expiration}
+	return parallel(2, func(i int) error {
+		if i == 1 {
+			return s.upsertIndex(ctx, familyBlocks, s.shardOf(key), map[string]int64{key: exp}, pre)
+		}
+		if err := s.c.Set(item); err != nil {
+			return unavailable(ctx, "set block", err)
+		}
+		return nil
+	})
+}
+
+// Delete implements backend.Backend: one "delete" per key, the keys in
+// parallel. Index entries of deleted keys are dropped lazily.
+func (s *Store) Delete(ctx context.Context, keys ...string) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	if err := checkKeys(keys); err != nil {
+		return err
+	}
+	return parallel(len(keys), func(i int) error {
+		if err := s.c.Delete(s.key(keys[i])); err != nil && !errors.Is(err, memcache.ErrCacheMiss) {
+			return unavailable(ctx, "delete", err)
+		}
+		return nil
+	})
+}
+
+// parallel runs f(0..n-1), all but the first in their own goroutines, and
+// returns the first error.
+func parallel(n int, f func(i int) error) error {
+	switch n {
+	case 0:
+		return nil
+	case 1:
+		return f(0)
+	}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := 1; i < n; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = f(i) }()
+	}
+	errs[0] = f(0)
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Incr implements backend.Backend: one multi-key "gets" for all keys, then
+// per key (in parallel) one "cas" ("add" for an absent key) that writes the
+// new count and its expiry together. A lost race re-reads and retries.
+func (s *Store) Incr(ctx context.Context, keys []string, delta int64, ttl time.Duration) ([]int64, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	if err := checkKeys(keys); err != nil {
+		return nil, err
+	}
+	if err := backend.CheckTTL(ttl); err != nil {
+		return nil, fmt.Errorf("memcached: %w", err)
+	}
+	out := make([]int64, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	m, err := s.getMulti(ctx, "incr", keys)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.incrAll(ctx, keys, m, delta, ttl, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *Store) incrAll(ctx context.Context, keys []string, m map[string]*memcache.Item, delta int64, ttl time.Duration, out []int64) error {
+	return parallel(len(keys), func(i int) error {
+		n, _, err := s.incrOne(ctx, keys[i], m[s.key(keys[i])], delta, ttl, nil)
+		out[i] = n
+		return err
+	})
+}
+
+func stripeOf(key string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	return int(h.Sum32() % stripes)
+}
+
+// blockedError reports that a block appeared while a reservation retried.
+type blockedError struct {
+	i     int
+	entry backend.Entry
+}
+
+func (e *blockedError) Error() string { return "memcached: blocked" }
+
+// incrOne adds delta to key with a compare-and-swap loop, starting from it
+// (the item read before, nil when absent). A successful "cas" proves the
+// counter did not change since that read. When blocks is not empty the
+// read also looked at those block keys and found none; a retry reads them
+// again with the counter, and returns a *blockedError, having written
+// nothing, when one exists: so the counter is only ever incremented while
+// no block had been set before its last change (Reserve's ordering rule).
+//
+// Increments of one key are serialised within the process (a striped
+// lock), so the loop only retries against other processes, after a
+// jittered back-off.
+func (s *Store) incrOne(ctx context.Context, key string, it *memcache.Item, delta int64, ttl time.Duration, blocks []string) (int64, bool, error) {
+	lock := s.locks[stripeOf(key)]
+	select {
+	case lock <- struct{}{}:
+	case <-ctx.Done():
+		return 0, false, unavailable(ctx, "incr", ctx.Err())
+	}
+	defer func() { <-lock }()
+	pk := s.key(key)
+	secs := ttlSeconds(ttl)
+	for attempt := 0; ; attempt++ {
+		now := time.Now()
+		nowMs := now.UnixMilli()
+		exp, expiration := expiry(now, secs)
+		var cur int64
+		ix := int64(-1)
+		if it != nil {
+			e, err := decode(it)
+			if err != nil || e.flags != flagCounter {
+				return 0, false, corrupt(key)
+			}
+			if e.alive(nowMs) {
+				cur, ix = e.n, e.ix
+			}
+		}
+		n := cur + delta
+		if (delta > 0 && n < cur) || (delta < 0 && n > cur) {
+			return 0, false, fmt.Errorf("memcached: incr %q: %w: counter overflow", key, backend.ErrInvalid)
+		}
+		newIx, reindex := indexPlan(ix, exp, secs)
+		item := &memcache.Item{Key: pk, Value: encodeCounter(exp, newIx, n), Flags: flagCounter, Expiration: expiration}
+		var err error
+		if it == nil {
+			err = s.c.Add(item)
+		} else {
+			item.CasID = it.CasID
+			err = s.c.CompareAndSwap(item)
+		}
+		if err == nil {
+			if reindex {
+				s.enqueueIndex(key, newIx)
+			}
+			return n, true, nil
+		}
+		if !isMiss(err) {
+			return 0, false, unavailable(ctx, "incr", err)
+		}
+		// Lost a race: re-read and try again.
+		if attempt+1 >= maxCASAttempts {
+			return 0, false, fmt.Errorf("memcached: incr %q: %w: %d compare-and-swap conflicts in a row", key, backend.ErrUnavailable, maxCASAttempts)
+		}
+		if attempt > 0 {
+			if err := backoff(ctx, attempt); err != nil {
+				return 0, false, unavailable(ctx, "incr", err)
+			}
+		} else if err := ctx.Err(); err != nil {
+			return 0, false, unavailable(ctx, "incr", err)
+		}
+		if len(blocks) == 0 {
+			it, err = s.c.Get(pk)
+			if errors.Is(err, memcache.ErrCacheMiss) {
+				it = nil
+			} else if err != nil {
+				return 0, false, unavailable(ctx, "incr", err)
+			}
+			continue
+		}
+		keys := append(blocks[:len(blocks):len(blocks)], key)
+		m, err := s.getMulti(ctx, "reserve", keys)
+		if err != nil {
+			return 0, false, err
+		}
+		nowMs = time.Now().UnixMilli()
+		for i, k := range blocks {
+			e, err := s.toEntry(k, m[s.key(k)], nowMs)
+			if err != nil {
+				return 0, false, err
+			}
+			if e.Found {
+				return 0, false, &blockedError{i, e}
+			}
+		}
+		it = m[pk]
+	}
+}
+
+// backoff sleeps a random time up to 100µs·2^attempt (at most 20ms) or
+// until ctx ends.
+func backoff(ctx context.Context, attempt int) error {
+	limit := 100 * time.Microsecond << min(attempt, 8)
+	if limit > 20*time.Millisecond {
+		limit = 20 * time.Millisecond
+	}
+	t := time.NewTimer(rand.N(limit) + 1)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// indexPlan decides whether a counter written with expiry exp (Unix ms, 0 =
+// never) and a TTL of secs must be (re)recorded in the counter index, given
+// what its value says is recorded (ix: until Unix ms, 0 = permanently, -1 =
+// not). A counter is recorded until one TTL past its expiry, so that a
+// counter incremented steadily is re-recorded once per TTL, not on every
+// increment.
+func indexPlan(ix, exp, secs int64) (int64, bool) {
+	if exp == 0 {
+		return 0, ix != 0
+	}
+	if ix == -1 || (ix > 0 && exp > ix) {
+		return exp + secs*1000, true
+	}
+	return ix, false
+}
+
+// Reserve implements backend.Reserver: one multi-key "gets" of the block
+// keys and the counters together (one round trip per server, in parallel);
+// when no block exists, one "cas" per counter (in parallel) from the values
+// just read. Two round trips in all, one when a block exists. A counter
+// whose "cas" loses a race is re-read together with the blocks (see
+// incrOne), so Reserve keeps the ordering rule of backend.Reserve: when it
+// then finds a block, it refunds the counters it did increment.
+func (s *Store) Reserve(ctx context.Context, r *backend.Reservation) error {
+	r.Blocked = -1
+	r.Block = backend.Entry{}
+	r.Counts = r.Counts[:0]
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	if err := checkKeys(r.Blocks); err != nil {
+		return err
+	}
+	if err := checkKeys(r.Counters); err != nil {
+		return err
+	}
+	if err := backend.CheckTTL(r.TTL); err != nil {
+		return fmt.Errorf("memcached: %w", err)
+	}
+	if len(r.Blocks)+len(r.Counters) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(r.Blocks)+len(r.Counters))
+	keys = append(append(keys, r.Blocks...), r.Counters...)
+	m, err := s.getMulti(ctx, "reserve", keys)
+	if err != nil {
+		return err
+	}
+	nowMs := time.Now().UnixMilli()
+	for i, k := range r.Blocks {
+		e, err := s.toEntry(k, m[s.key(k)], nowMs)
+		if err != nil {
+			return err
+		}
+		if e.Found {
+			r.Blocked, r.Block = i, e
+			return nil
+		}
+	}
+	if len(r.Counters) == 0 {
+		return nil
+	}
+	counts := append(r.Counts, make([]int64, len(r.Counters))...)
+	done := make([]bool, len(r.Counters))
+	err = parallel(len(r.Counters), func(i int) error {
+		var err error
+		counts[i], done[i], err = s.incrOne(ctx, r.Counters[i], m[s.key(r.Counters[i])], 1, r.TTL, r.Blocks)
+		return err
+	})
+	var be *blockedError
+	if errors.As(err, &be) {
+		// A block appeared: give back what was counted.
+		err = parallel(len(r.Counters), func(i int) error {
+			if !done[i] {
+				return nil
+			}
+			it, err := s.c.Get(s.key(r.Counters[i]))
+			if errors.Is(err, memcache.ErrCacheMiss) {
+				it = nil
+			} else if err != nil {
+				return unavailable(ctx, "reserve: refund", err)
+			}
+			_, _, err = s.incrOne(ctx, r.Counters[i], it, -1, r.TTL, nil)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		r.Blocked, r.Block = be.i, be.entry
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	r.Counts = counts
+	return nil
+}
+
+// Block implements backend.Blocker in four round trips: one multi-key
+// "gets" (the lockout counter and the block's index shard), one "cas" (the
+// lockout count), the block's "set" in parallel with its index shard's
+// "cas", then the failure counter's "delete" (after the block is set, as
+// the ordering rule of backend.Reserve requires).
+func (s *Store) Block(ctx context.Context, req backend.BlockRequest) (backend.BlockResult, error) {
+	if len(req.Durations) == 0 {
+		return backend.BlockResult{}, fmt.Errorf("memcached: %w: BlockRequest.Durations is empty", backend.ErrInvalid)
+	}
+	if err := s.check(ctx); err != nil {
+		return backend.BlockResult{}, err
+	}
+	keys := []string{req.BlockKey, req.LockoutsKey}
+	if req.CounterKey != "" {
+		keys = append(keys, req.CounterKey)
+	}
+	if err := checkKeys(keys); err != nil {
+		return backend.BlockResult{}, err
+	}
+	if err := backend.CheckTTL(req.Window); err != nil {
+		return backend.BlockResult{}, fmt.Errorf("memcached: %w", err)
+	}
+	for _, d := range req.Durations {
+		if err := backend.CheckTTL(d); err != nil {
+			return backend.BlockResult{}, fmt.Errorf("memcached: %w", err)
+		}
+	}
+	sk := s.shardKey(familyBlocks, s.shardOf(req.BlockKey))
+	m, err := s.c.GetMulti([]string{s.key(req.LockoutsKey), sk})
+	if err != nil {
+		return backend.BlockResult{}, unavailable(ctx, "block", err)
+	}
+	n, _, err := s.incrOne(ctx, req.LockoutsKey, m[s.key(req.LockoutsKey)], 1, req.Window, nil)
+	if err != nil {
+		return backend.BlockResult{}, err
+	}
+	res := backend.BlockResult{Lockouts: n, Duration: backend.Escalate(req.Durations, n)}
+	shard := m[sk]
+	if err := s.setBlock(ctx, req.BlockKey, req.Value, res.Duration, &shard); err != nil {
+		return res, err
+	}
+	// Only now the counter goes (the ordering rule of backend.Reserve).
+	if req.CounterKey != "" {
+		if err := s.c.Delete(s.key(req.CounterKey)); err != nil && !errors.Is(err, memcache.ErrCacheMiss) {
+			return res, unavailable(ctx, "block: delete counter", err)
+		}
+	}
+	return res, nil
+}
+
+var (
+	_ backend.Backend  = (*Store)(nil)
+	_ backend.Reserver = (*Store)(nil)
+	_ backend.Blocker  = (*Store)(nil)
+)
