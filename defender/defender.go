@@ -235,19 +235,15 @@ func (d *Defender) identify(ip netip.Addr, user string, dst *[2]identity) (n int
 		_, allowed := d.allowUser[user]
 		userOK = !allowed
 	}
-	var ipID string
-	if ipOK {
-		ipID = ipIdentity(ip, d.cfg.IPv6Prefix)
-	}
 	switch {
 	case d.cfg.LockOutByIPAndUsername:
 		if ipOK && userOK {
-			dst[0] = identity{kind: KindPair, ip: ipID, username: user, limit: int64(d.cfg.FailureLimit)}
+			dst[0] = identity{kind: KindPair, addr: ip, bits: d.cfg.IPv6Prefix, username: user, limit: int64(d.cfg.FailureLimit)}
 			n = 1
 		}
 	default:
 		if ipOK && !d.cfg.DisableIPLockout {
-			dst[n] = identity{kind: KindIP, ip: ipID, limit: d.limitIP}
+			dst[n] = identity{kind: KindIP, addr: ip, bits: d.cfg.IPv6Prefix, limit: d.limitIP}
 			n++
 		}
 		if userOK && !d.cfg.DisableUsernameLockout {
@@ -270,15 +266,26 @@ func (d *Defender) Check(ctx context.Context, l Login) Decision {
 	if n == 0 {
 		return Decision{}
 	}
-	keys := make([]string, n)
+	cb := new(checkBuf)
+	b := cb.buf[:0]
+	var ends [2]int
 	for i := 0; i < n; i++ {
-		keys[i] = ids[i].key(d.prefix, slotBlock)
+		b = appendKey(b, d.prefix, slotBlock, &ids[i])
+		ends[i] = len(b)
 	}
+	from := 0
+	for i := 0; i < n; i++ {
+		cb.keys[i] = unsafe.String(&b[from], ends[i]-from)
+		from = ends[i]
+	}
+	keys := cb.keys[:n]
 	sctx, cancel := d.storeCtx(ctx)
 	start := d.now()
 	es, err := d.store.Get(sctx, keys)
 	cancel()
-	d.observe("check", start, err)
+	if d.metrics != nil || err != nil || d.failing.Load() {
+		d.observe("check", start, err)
+	}
 	if err != nil {
 		switch d.cfg.FailMode {
 		case FailOpen:
@@ -301,6 +308,13 @@ func (d *Defender) Check(ctx context.Context, l Login) Decision {
 		}
 	}
 	return lockedBy(es, ids[:n])
+}
+
+// checkBuf holds Check's keys in one allocation; the strings point into buf,
+// which is never written again once they are made.
+type checkBuf struct {
+	keys [2]string
+	buf  [448]byte
 }
 
 func (d *Defender) failModeUsed(m FailMode) {
@@ -327,7 +341,10 @@ func lockedBy(es []backend.Entry, ids []identity) Decision {
 // unavailable decision the attempt is already settled and recorded; calling
 // Succeeded or Failed on it returns the same decision.
 func (d *Defender) Attempt(ctx context.Context, l Login) *Attempt {
-	a := &Attempt{d: d, login: l, start: d.now()}
+	a := &Attempt{d: d, login: l}
+	if d.metrics != nil {
+		a.start = d.now()
+	}
 	a.user = d.Canonical(ctx, l.Username)
 	n, blocklisted := d.identify(l.IP, a.user, &a.ids)
 	a.n = n
@@ -367,6 +384,9 @@ func (d *Defender) Attempt(ctx context.Context, l Login) *Attempt {
 	err := backend.Reserve(sctx, d.store, &a.res)
 	cancel()
 	if d.metrics != nil || err != nil || d.failing.Load() {
+		if a.start.IsZero() {
+			a.start = d.now()
+		}
 		d.observe("reserve", a.start, err)
 	}
 	if err != nil {
@@ -434,7 +454,7 @@ type Attempt struct {
 	failMode FailMode
 	dec      Decision
 	settled  bool
-	buf      [448]byte
+	buf      [160]byte // typical keys fit; longer ones spill to the heap
 }
 
 // Decision is the answer of the check: verify the password only when
@@ -498,29 +518,44 @@ func (a *Attempt) Succeeded(ctx context.Context) Decision {
 	if d.metrics != nil {
 		d.metrics.Attempt("success")
 	}
-	if a.store != nil && a.res.Blocked < 0 {
-		var del [2]string
-		nd := 0
-		refund := ""
+	if a.store != nil && a.res.Blocked < 0 && len(a.res.Counts) == a.n {
+		// A counter that only holds this attempt's reservation is
+		// refunded (back to 0, key and TTL kept: the next attempt needs
+		// no insert); one holding earlier failures is deleted when it is
+		// reset; the IP counter is only refunded when ResetIPOnSuccess is
+		// off.
+		var del []string
+		refundAll := true
 		for i := 0; i < a.n; i++ {
-			if a.ids[i].kind == KindIP && !d.cfg.ResetIPOnSuccess {
-				refund = a.keys[i]
-				continue
+			reset := a.ids[i].kind != KindIP || d.cfg.ResetIPOnSuccess
+			if reset && a.res.Counts[i] > 1 {
+				refundAll = false
 			}
-			del[nd] = a.keys[i]
-			nd++
 		}
+		refund := a.keys[:a.n]
+		if !refundAll {
+			refund = nil
+			for i := 0; i < a.n; i++ {
+				reset := a.ids[i].kind != KindIP || d.cfg.ResetIPOnSuccess
+				if reset && a.res.Counts[i] > 1 {
+					del = append(del, a.keys[i])
+				} else {
+					refund = append(refund, a.keys[i])
+				}
+			}
+		}
+		start := d.now()
 		sctx, cancel := d.storeCtx(ctx)
 		var err error
-		if nd > 0 {
-			err = a.store.Delete(sctx, del[:nd]...)
+		if len(del) > 0 {
+			err = a.store.Delete(sctx, del...)
 		}
-		if err == nil && refund != "" {
-			_, err = a.store.Incr(sctx, []string{refund}, -1, d.ttl)
+		if err == nil && len(refund) > 0 {
+			_, err = a.store.Incr(sctx, refund, -1, d.ttl)
 		}
 		cancel()
-		if a.store == d.store {
-			d.observe("settle", d.now(), err)
+		if a.store == d.store && (d.metrics != nil || err != nil || d.failing.Load()) {
+			d.observe("settle", start, err)
 		}
 		if err != nil {
 			a.dec.Err = err
@@ -558,7 +593,8 @@ func (a *Attempt) Failed(ctx context.Context) Decision {
 			if count <= id.limit {
 				continue
 			}
-			val, _ := json.Marshal(blockValue{Count: count, Username: id.username, IP: id.ip})
+			ipStr := id.ipString()
+			val, _ := json.Marshal(blockValue{Count: count, Username: id.username, IP: ipStr})
 			req := backend.BlockRequest{
 				BlockKey:    a.keys[a.n+i],
 				Value:       val,
@@ -584,9 +620,9 @@ func (a *Attempt) Failed(ctx context.Context) Decision {
 				if d.metrics != nil {
 					d.metrics.Block(id.kind)
 				}
-				d.emit(Event{Kind: blockEvent(id.kind), Identity: id.kind, IP: id.ip, Username: id.username,
+				d.emit(Event{Kind: blockEvent(id.kind), Identity: id.kind, IP: ipStr, Username: id.username,
 					Duration: res.Duration, Permanent: res.Duration == 0, Count: count, Lockouts: res.Lockouts})
-				d.log.Info("defender: blocked", "kind", string(id.kind), "ip", id.ip, "username", id.username,
+				d.log.Info("defender: blocked", "kind", string(id.kind), "ip", ipStr, "username", id.username,
 					"duration", res.Duration, "count", count, "lockouts", res.Lockouts)
 			}
 			if dec.Verdict != Locked {

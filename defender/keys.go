@@ -3,6 +3,7 @@ package defender
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"net/netip"
 	"strings"
 )
 
@@ -84,7 +85,9 @@ func decodeName(s string) string {
 // identity is one thing that is counted and blocked.
 type identity struct {
 	kind     Kind
-	ip       string // IP identity (KindIP, KindPair)
+	ip       string     // IP identity (KindIP, KindPair), or empty: see addr
+	addr     netip.Addr // the client address, formatted under bits on demand
+	bits     int
 	username string // canonical username (KindUsername, KindPair)
 	limit    int64
 }
@@ -96,17 +99,37 @@ func appendKey(b []byte, prefix string, slot byte, id *identity) []byte {
 	switch id.kind {
 	case KindIP:
 		b = append(b, "i:"...)
-		b = append(b, id.ip...)
+		b = id.appendIP(b)
 	case KindUsername:
 		b = append(b, "u:"...)
 		b = appendName(b, id.username)
 	case KindPair:
 		b = append(b, "p:"...)
-		b = append(b, id.ip...)
+		b = id.appendIP(b)
 		b = append(b, '|')
 		b = appendName(b, id.username)
 	}
 	return append(b, '}')
+}
+
+// appendIP appends the IP identity without allocating.
+func (id *identity) appendIP(b []byte) []byte {
+	if id.ip != "" || !id.addr.IsValid() {
+		return append(b, id.ip...)
+	}
+	if id.addr.Is4() || id.bits >= 128 {
+		return id.addr.AppendTo(b)
+	}
+	p, _ := id.addr.Prefix(id.bits)
+	return p.AppendTo(b)
+}
+
+// ipString returns the IP identity as a string.
+func (id *identity) ipString() string {
+	if id.ip == "" && id.addr.IsValid() {
+		return string(id.appendIP(nil))
+	}
+	return id.ip
 }
 
 func (id *identity) key(prefix string, slot byte) string {
