@@ -1,0 +1,245 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/go-defender/defender/backend"
+)
+
+// The URL schemes this package registers with backend.Register.
+const (
+	SchemeRedis           = "redis"
+	SchemeRediss          = "rediss"
+	SchemeCluster         = "redis+cluster"
+	SchemeClusterTLS      = "rediss+cluster"
+	SchemeSentinel        = "redis+sentinel"
+	SchemeSentinelTLS     = "rediss+sentinel"
+	ownParamPrefix        = "prefix"
+	sentinelUserParam     = "sentinel_username"
+	sentinelPasswordParam = "sentinel_password"
+	masterParam           = "master"
+)
+
+func init() {
+	backend.Register(SchemeRedis, openURL)
+	backend.Register(SchemeRediss, openURL)
+	backend.Register(SchemeCluster, openURL)
+	backend.Register(SchemeClusterTLS, openURL)
+	backend.Register(SchemeSentinel, openURL)
+	backend.Register(SchemeSentinelTLS, openURL)
+}
+
+func openURL(ctx context.Context, u *url.URL) (backend.Backend, error) {
+	return Open(ctx, u.String())
+}
+
+// Open opens a Store on a client it creates from rawURL; the Store owns the
+// client and Close closes it. The forms are:
+//
+//	redis://[[user]:password@]host[:port][/db][?params]
+//	rediss://...                          (TLS)
+//	redis+cluster://[[user]:password@]host:port,host:port,...[?params]
+//	rediss+cluster://...                  (TLS)
+//	redis+sentinel://[[user]:password@]host:port,...[/master[/db]][?params]
+//	redis+sentinel://master[:password]@host:port,...[/db][?params]
+//	rediss+sentinel://...                 (TLS to the data nodes)
+//
+// The user name and password are percent-decoded (so a password with
+// "@", ":" or "/" works when encoded, as in DEFENDER_REDIS_URL). The
+// sentinel master name is the first path segment, or the ?master= parameter,
+// or, as a shorthand, the user name. Parameters: prefix (Options.Prefix);
+// for sentinel, sentinel_username and sentinel_password (the sentinels' own
+// credentials); and go-redis's own options (dial_timeout, read_timeout,
+// write_timeout, pool_size, max_retries, client_name, ... with durations
+// like 100ms, and for TLS skip_verify). Any other parameter is an error.
+//
+// Clients created here have ContextTimeoutEnabled (the context's deadline
+// bounds every call), MaxRetries -1 unless max_retries is given, and one
+// dial attempt per connection, so that a dead server fails fast and the
+// engine's fail mode applies. Errors are backend.ErrInvalidURL errors that
+// show the URL with its password redacted.
+func Open(ctx context.Context, rawURL string) (*Store, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		msg := err.Error()
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			msg = ue.Err.Error()
+		}
+		return nil, fmt.Errorf("%w %q: %s", backend.ErrInvalidURL, backend.Redact(rawURL), msg)
+	}
+	q := u.Query()
+	opts := &Options{Prefix: q.Get(ownParamPrefix)}
+	q.Del(ownParamPrefix)
+	_, retries := q["max_retries"]
+	bad := func(err error) error {
+		return backend.Errorf(u, "%s", scrub(err.Error(), rawURL))
+	}
+	scheme := strings.ToLower(u.Scheme)
+	tls := strings.HasPrefix(scheme, "rediss")
+	inner := &url.URL{Scheme: "redis", User: u.User, Host: u.Host, Path: u.Path}
+	if tls {
+		inner.Scheme = "rediss"
+	}
+	var client goredis.UniversalClient
+	switch scheme {
+	case SchemeRedis, SchemeRediss:
+		if strings.Contains(u.Host, ",") {
+			return nil, backend.Errorf(u, "several hosts: use %s:// or %s://", SchemeCluster, SchemeSentinel)
+		}
+		inner.RawQuery = q.Encode()
+		o, err := goredis.ParseURL(inner.String())
+		if err != nil {
+			return nil, bad(err)
+		}
+		o.ContextTimeoutEnabled = true
+		if !retries {
+			o.MaxRetries = -1
+		}
+		o.DialerRetries = 1
+		client = goredis.NewClient(o)
+	case SchemeCluster, SchemeClusterTLS:
+		hosts, err := splitHosts(u)
+		if err != nil {
+			return nil, err
+		}
+		if p := strings.Trim(u.Path, "/"); p != "" && p != "0" {
+			return nil, backend.Errorf(u, "a cluster has only database 0, not %q", p)
+		}
+		inner.Host, inner.Path = hosts[0], ""
+		for _, h := range hosts[1:] {
+			q.Add("addr", h)
+		}
+		inner.RawQuery = q.Encode()
+		o, err := goredis.ParseClusterURL(inner.String())
+		if err != nil {
+			return nil, bad(err)
+		}
+		o.ContextTimeoutEnabled = true
+		o.DialerRetries = 1
+		client = goredis.NewClusterClient(o)
+	case SchemeSentinel, SchemeSentinelTLS:
+		hosts, err := splitHosts(u)
+		if err != nil {
+			return nil, err
+		}
+		master, db, user, pass, err := sentinelTarget(u, q)
+		if err != nil {
+			return nil, err
+		}
+		su, sp := q.Get(sentinelUserParam), q.Get(sentinelPasswordParam)
+		q.Del(sentinelUserParam)
+		q.Del(sentinelPasswordParam)
+		q.Del(masterParam)
+		inner.User, inner.Host, inner.Path = nil, hosts[0], ""
+		for _, h := range hosts[1:] {
+			q.Add("addr", h)
+		}
+		inner.RawQuery = q.Encode()
+		o, err := goredis.ParseFailoverURL(inner.String())
+		if err != nil {
+			return nil, bad(err)
+		}
+		o.MasterName, o.DB, o.Username, o.Password = master, db, user, pass
+		o.SentinelUsername, o.SentinelPassword = su, sp
+		o.ContextTimeoutEnabled = true
+		if !retries {
+			o.MaxRetries = -1
+		}
+		o.DialerRetries = 1
+		client = goredis.NewFailoverClient(o)
+	default:
+		return nil, backend.Errorf(u, "scheme %q is not a redis scheme", u.Scheme)
+	}
+	s := New(client, opts)
+	s.owned = true
+	return s, nil
+}
+
+// splitHosts returns the comma-separated host:port list of u.
+func splitHosts(u *url.URL) ([]string, error) {
+	var hosts []string
+	for _, h := range strings.Split(u.Host, ",") {
+		if h == "" {
+			return nil, backend.Errorf(u, "empty host in host list")
+		}
+		if !strings.Contains(h, ":") {
+			h += ":6379"
+			if strings.HasSuffix(u.Scheme, "sentinel") {
+				h = h[:len(h)-5] + ":26379"
+			}
+		}
+		hosts = append(hosts, h)
+	}
+	return hosts, nil
+}
+
+// sentinelTarget finds the master name, database and data-node credentials
+// of a sentinel URL.
+func sentinelTarget(u *url.URL, q url.Values) (master string, db int, user, pass string, err error) {
+	segs := strings.FieldsFunc(u.Path, func(r rune) bool { return r == '/' })
+	if u.User != nil {
+		user = u.User.Username()
+		pass, _ = u.User.Password()
+	}
+	dbSeg := ""
+	switch {
+	case len(segs) >= 1 && !isNumber(segs[0]):
+		master = segs[0]
+		if len(segs) == 2 {
+			dbSeg = segs[1]
+		} else if len(segs) > 2 {
+			return "", 0, "", "", backend.Errorf(u, "path %q is not /master[/db]", u.Path)
+		}
+	case len(segs) == 1:
+		dbSeg = segs[0]
+	case len(segs) > 1:
+		return "", 0, "", "", backend.Errorf(u, "path %q is not /master[/db]", u.Path)
+	}
+	if m := q.Get(masterParam); m != "" {
+		if master != "" && master != m {
+			return "", 0, "", "", backend.Errorf(u, "two master names: %q and %q", master, m)
+		}
+		master = m
+	}
+	if master == "" && user != "" {
+		// The shorthand redis+sentinel://master[:password]@hosts.
+		master, user = user, ""
+	}
+	if master == "" {
+		return "", 0, "", "", backend.Errorf(u, "no master name (use /master, ?master= or master@hosts)")
+	}
+	if dbSeg != "" {
+		if db, err = strconv.Atoi(dbSeg); err != nil || db < 0 {
+			return "", 0, "", "", backend.Errorf(u, "invalid database number %q", dbSeg)
+		}
+	}
+	return master, db, user, pass, nil
+}
+
+func isNumber(s string) bool {
+	_, err := strconv.Atoi(s)
+	return err == nil
+}
+
+// scrub removes the password of rawURL from msg.
+func scrub(msg, rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err == nil && u.User != nil {
+		if p, ok := u.User.Password(); ok && p != "" {
+			msg = strings.ReplaceAll(msg, p, "xxxxx")
+			msg = strings.ReplaceAll(msg, url.QueryEscape(p), "xxxxx")
+		}
+	}
+	if i := strings.Index(msg, rawURL); i >= 0 {
+		msg = strings.ReplaceAll(msg, rawURL, backend.Redact(rawURL))
+	}
+	return msg
+}
