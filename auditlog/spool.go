@@ -204,16 +204,21 @@ func (s *spool) append(records []Record, sync bool) error {
 			lines++
 		}
 		s.pending.Add(int64(lines))
-		s.sealActiveLocked()
+		sealed := s.sealActiveLocked()
 		s.mu.Unlock()
+		syncClose(sealed)
 		return fmt.Errorf("auditlog: spool: %w", err)
 	}
 	s.pending.Add(int64(len(records)))
+	var sealed *os.File
 	if s.activeSize >= s.segMax {
-		sync = false // sealing syncs
-		s.sealActiveLocked()
+		sealed = s.sealActiveLocked()
 	}
 	s.mu.Unlock()
+	if sealed != nil {
+		syncClose(sealed)
+		return nil
+	}
 	if sync {
 		if err := f.Sync(); err != nil && !errors.Is(err, os.ErrClosed) {
 			// ErrClosed: a concurrent append sealed (and synced) it.
@@ -223,15 +228,25 @@ func (s *spool) append(records []Record, sync bool) error {
 	return nil
 }
 
-// sealActiveLocked closes the active segment so that it can be read.
-func (s *spool) sealActiveLocked() {
-	if s.active == nil {
-		return
+// sealActiveLocked ends the active segment so that it can be read. It
+// returns the file, for the caller to sync and close after unlocking (so
+// that Record's overflow path never waits for an fsync), or nil.
+func (s *spool) sealActiveLocked() *os.File {
+	f := s.active
+	if f == nil {
+		return nil
 	}
-	_ = s.active.Sync()
-	_ = s.active.Close()
 	s.sealed = append(s.sealed, segment{seq: s.activeSeq, size: s.activeSize})
 	s.active = nil
+	return f
+}
+
+// syncClose syncs and closes a sealed segment's file, if any.
+func syncClose(f *os.File) {
+	if f != nil {
+		_ = f.Sync()
+		_ = f.Close()
+	}
 }
 
 // next returns up to max records to deliver, oldest first: the same ones
@@ -244,8 +259,9 @@ func (s *spool) next(max int) ([]Record, error) {
 	for {
 		if s.cur == nil {
 			s.mu.Lock()
+			var sealed *os.File
 			if len(s.sealed) == 0 {
-				s.sealActiveLocked()
+				sealed = s.sealActiveLocked()
 			}
 			if len(s.sealed) == 0 {
 				// Nothing on disk: whatever the counter says (lines
@@ -257,6 +273,7 @@ func (s *spool) next(max int) ([]Record, error) {
 			}
 			seg := s.sealed[0]
 			s.mu.Unlock()
+			syncClose(sealed)
 			f, err := os.Open(filepath.Join(s.dir, segName(seg.seq)))
 			if err != nil {
 				return nil, fmt.Errorf("auditlog: spool: %w", err)
