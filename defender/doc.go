@@ -1,0 +1,70 @@
+// Package defender stops brute-force login attacks: on every login it checks
+// whether the client IP or the username is blocked, counts failures in a
+// shared store, blocks past a limit, and gets out of the way of real users.
+// It is the Go successor of django-defender, with its settings, defaults and
+// behaviour, minus its known bypasses.
+//
+// # The login path
+//
+// An application calls the engine around its own password check:
+//
+//	a := d.Attempt(ctx, defender.Login{IP: d.ClientIP(r), Username: name})
+//	if !a.Decision().Allowed() {
+//		// locked (429) or store down with fail mode closed (503)
+//	}
+//	if checkPassword(name, password) {
+//		a.Succeeded(ctx)
+//	} else if a.Failed(ctx).Verdict == defender.Locked {
+//		// this failure caused the block: answer with the lockout page
+//	}
+//
+// Attempt checks the blocks and reserves the attempt on the counters in one
+// store round trip, before the password is verified (reserve-before-verify):
+// with limit N, at most N+1 attempts per identity reach verification in one
+// counter window, however many arrive in parallel and on however many app
+// instances. Failures 1..N get the normal "wrong password" answer, failure
+// N+1 gets the lockout response, and every later request is locked until
+// the block expires or an admin unblocks. A success resets the counters (or
+// refunds the reservation): it never counts as a failure. Check answers for
+// page views without counting. The HTTP middleware (Middleware) does all of
+// this for a login handler without its cooperation.
+//
+// # Identities
+//
+// The client IP comes from the socket peer, or, behind trusted proxies only,
+// from the right-most untrusted entry of the proxy header; it is parsed
+// strictly and canonicalised, and IPv6 clients are grouped by prefix (/64 by
+// default). Usernames are trimmed, NFKC-normalised and case-folded, so that
+// "Alice", " alice " and fullwidth "ａｌｉｃｅ" share one counter; a Resolver
+// can map e-mail addresses to usernames. What is counted depends on the mode:
+// IP and username (default), the (IP, username) pair
+// (LockOutByIPAndUsername), username only (DisableIPLockout) or IP only
+// (DisableUsernameLockout). Allow lists are never counted; block-listed IPs
+// are always locked.
+//
+// # Blocks and escalation
+//
+// A block lasts LockoutCooloffTimes[i] for the identity's (i+1)-th lockout
+// within AccessAttemptExpiration (the last entry past the end; 0 means
+// permanent). The lockout count lives in the store under its own TTL, so
+// escalation needs no database. Blocks lists them for an admin; UnblockIP,
+// UnblockUsername and UnblockPair remove them.
+//
+// # Storage and outages
+//
+// The engine keeps nothing itself: counters and blocks live in a
+// backend.Backend (memory, bolt, redis, memcached, or your own, checked by
+// the conformance package). Every store call has a deadline
+// (StoreTimeout); when the store fails, FailMode decides: closed (503, the
+// default), open (proceed, flagged in the audit record) or local (an
+// in-process store until the shared one answers). Failures and recoveries
+// fire events, logs and metrics.
+//
+// # Events, audit, metrics
+//
+// Hooks (Options.Hooks, OnEvent) receive events on real transitions only:
+// blocks, admin unblocks, store failure and recovery; they run off the login
+// path. Every decided attempt is sent to Options.Audit (see package
+// auditlog) when StoreAccessAttempts is set. Options.Metrics receives
+// counters and store latencies (see package metrics/prometheus).
+package defender
