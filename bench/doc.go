@@ -1,0 +1,30 @@
+// Package bench holds defender's benchmarks; it has no API. Everything lives
+// in its _test.go files and runs with
+//
+//	go test -run '^$' -bench . -benchmem ./bench/
+//
+// One shared function, benchDefender, measures the engine's four login
+// operations on every backend (memory, bolt, Redis standalone, Redis
+// Cluster, Memcached), serially and under b.RunParallel:
+//
+//   - Check: Defender.Check, the lookup of a page view (one Get of the IP
+//     and username block keys).
+//   - Failure: Attempt then Failed on identities far below the limit (the
+//     limit is 2^30 and 4096 IPs and usernames rotate), so no block is
+//     ever set: check + reserve + settle of a wrong password.
+//   - Success: Attempt then Succeeded (counters reset or refunded).
+//   - Attempt: the whole login as the HTTP middleware performs it, half
+//     successes and half failures.
+//
+// The floors of shared/spec/performance.md are measured in the same run
+// (BenchmarkFloor): a mutex-guarded map checking 2 keys and incrementing 2
+// counters, a go-redis PING (standalone and cluster), a Memcached get round
+// trip, and bbolt View, Update (fsync) and Batch. BenchmarkKeyMemory reports
+// the bytes each tracked key costs in each store (metric B/key).
+//
+// Servers (redis-server, memcached) are started on free loopback ports by
+// internal/testserver the first time a benchmark needs them and stopped when
+// the test binary exits, so `make test` (which runs no benchmark) starts
+// none. The ratios against the targets are computed from the raw output by
+// `go run ./bench/loadtest report` (see docs/benchmarks.md).
+package bench
