@@ -718,3 +718,34 @@ func TestNewErrors(t *testing.T) {
 		t.Fatal("Unblock after Close", err)
 	}
 }
+
+// TestASVSFailedAttemptsPerHour drives an attacker who tries one password
+// per second for an hour against one account (rotating IPs, so only the
+// username limit applies): with the defaults, far fewer than the 100 failed
+// attempts per hour of OWASP ASVS 2.2.1/6.1.1 reach verification.
+func TestASVSFailedAttemptsPerHour(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		lockout []time.Duration
+		max     int
+	}{
+		{"defaults", nil, 48},
+		{"escalating", []time.Duration{300 * time.Second, 1800 * time.Second, 3600 * time.Second}, 12},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, func(cfg *Config) { cfg.LockoutCooloffTimes = c.lockout })
+			verified := 0
+			for s := 0; s < 3600; s++ {
+				ip := netip.AddrFrom4([4]byte{198, 51, byte(s >> 8), byte(s)})
+				if v, _ := e.fail(Login{IP: ip, Username: "victim"}); v {
+					verified++
+				}
+				e.clk.Advance(time.Second)
+			}
+			if verified > c.max {
+				t.Fatalf("%d verified attempts in an hour, want <= %d", verified, c.max)
+			}
+			t.Logf("%s: %d verified attempts in one hour (ASVS bound: 100)", c.name, verified)
+		})
+	}
+}
