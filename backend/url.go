@@ -82,6 +82,9 @@ func Redact(rawURL string) string {
 		}
 		return "(unparsable)"
 	}
+	if _, has := u.User.Password(); !has {
+		return rawURL
+	}
 	return u.Redacted()
 }
 

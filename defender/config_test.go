@@ -182,3 +182,31 @@ func TestParsePrefix(t *testing.T) {
 		}
 	}
 }
+
+func FuzzConfigFromLookup(f *testing.F) {
+	f.Add("DEFENDER_LOCKOUT_COOLOFF_TIME", "60,300,0")
+	f.Add("DEFENDER_TRUSTED_PROXIES", "10.0.0.0/8, ::1")
+	f.Add("DEFENDER_COOLOFF_TIME", "0.2")
+	f.Add("DEFENDER_FAIL_MODE", "open")
+	f.Add("DEFENDER_ACCESS_ATTEMPT_EXPIRATION", "1e308")
+	f.Fuzz(func(t *testing.T, name, value string) {
+		c, err := ConfigFromLookup(func(k string) (string, bool) {
+			if k == name {
+				return value, true
+			}
+			return "", false
+		})
+		if err != nil {
+			if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "DEFENDER_") {
+				t.Fatalf("error %v does not name a setting", err)
+			}
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("accepted config does not validate: %v", err)
+		}
+		if c.attemptTTL() < 0 || len(c.lockoutTimes()) == 0 {
+			t.Fatalf("bad derived values: %+v", c)
+		}
+	})
+}

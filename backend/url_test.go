@@ -1,0 +1,121 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+func init() {
+	Register("testscheme", func(_ context.Context, u *url.URL) (Backend, error) {
+		p := NewParams(u)
+		if v, ok := p.Get("fail"); ok {
+			return nil, Errorf(u, "asked to fail: %s", v)
+		}
+		if err := p.Done(); err != nil {
+			return nil, err
+		}
+		return nil, nil
+	})
+}
+
+func TestOpenUnknownSchemeListsKnown(t *testing.T) {
+	_, err := Open(context.Background(), "nosuch://user:s3cret@host/x")
+	if !errors.Is(err, ErrInvalidURL) || !strings.Contains(err.Error(), "testscheme") || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("err = %v", err)
+	}
+	_, err = Open(context.Background(), "just-a-path")
+	if !errors.Is(err, ErrInvalidURL) || !strings.Contains(err.Error(), "no scheme") {
+		t.Fatalf("err = %v", err)
+	}
+	_, err = Open(context.Background(), "redis://user:p%zzw@host")
+	if !errors.Is(err, ErrInvalidURL) || strings.Contains(err.Error(), "p%zzw") {
+		t.Fatalf("unparsable URL leaked its password: %v", err)
+	}
+}
+
+func TestOpenParams(t *testing.T) {
+	ctx := context.Background()
+	if _, err := Open(ctx, "TestScheme://h"); err != nil {
+		t.Fatalf("scheme must be case-insensitive: %v", err)
+	}
+	_, err := Open(ctx, "testscheme://u:pw@h?zzz=1&aaa=2")
+	if !errors.Is(err, ErrInvalidURL) || !strings.Contains(err.Error(), "aaa, zzz") || strings.Contains(err.Error(), "pw@") {
+		t.Fatalf("unknown params: %v", err)
+	}
+	_, err = Open(ctx, "testscheme://u:pw@h?fail=yes")
+	if !errors.Is(err, ErrInvalidURL) || !strings.Contains(err.Error(), "asked to fail: yes") || strings.Contains(err.Error(), ":pw@") {
+		t.Fatalf("Errorf: %v", err)
+	}
+}
+
+func TestRegisterPanics(t *testing.T) {
+	for name, f := range map[string]func(){
+		"duplicate": func() { Register("testscheme", func(context.Context, *url.URL) (Backend, error) { return nil, nil }) },
+		"nil":       func() { Register("other", nil) },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: no panic", name)
+				}
+			}()
+			f()
+		}()
+	}
+}
+
+func TestRedact(t *testing.T) {
+	for in, want := range map[string]string{
+		"redis://user:secret@h:6379/0": "redis://user:xxxxx@h:6379/0",
+		"memory://":                    "memory://",
+		"redis://u:p%zz@h":             "redis://(unparsable)",
+		"%zz":                          "(unparsable)",
+	} {
+		if got := Redact(in); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestCheckKeyAndTTL(t *testing.T) {
+	for _, k := range []string{"", strings.Repeat("k", MaxKeyLen+1), "a b", "a\x00", "a\x7f", "é"} {
+		if err := CheckKey(k); !errors.Is(err, ErrInvalid) {
+			t.Errorf("CheckKey(%q) = %v", k, err)
+		}
+	}
+	if err := CheckKey(strings.Repeat("k", MaxKeyLen)); err != nil {
+		t.Error(err)
+	}
+	if err := CheckTTL(-1); !errors.Is(err, ErrInvalid) {
+		t.Error("negative ttl accepted")
+	}
+	if err := CheckTTL(0); err != nil {
+		t.Error(err)
+	}
+}
+
+func FuzzOpenURL(f *testing.F) {
+	for _, s := range []string{"testscheme://h?x=1", "redis://u:pw@h:1/0", "memcached://a,b", "bolt:///tmp/x", "%", "a://[::1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		b, err := Open(context.Background(), raw)
+		if err == nil {
+			if b != nil {
+				b.Close()
+			}
+			return
+		}
+		if !errors.Is(err, ErrInvalidURL) {
+			t.Fatalf("error %v is not ErrInvalidURL", err)
+		}
+		if u, perr := url.Parse(raw); perr == nil && u.User != nil {
+			if pw, ok := u.User.Password(); ok && len(pw) > 3 && strings.Contains(err.Error(), pw) && !strings.Contains(Redact(raw), pw) {
+				t.Fatalf("password leaked: %v", err)
+			}
+		}
+	})
+}
