@@ -312,6 +312,9 @@ func (s *Store) Reserve(ctx context.Context, r *backend.Reservation) error {
 	all = append(all, r.Blocks...)
 	all = append(all, r.Counters...)
 	gs := s.groups(all)
+	if len(gs) > 1 && !pairsShareSlot(gs, nb, len(r.Counters)) {
+		return s.reserveSteps(ctx, r)
+	}
 	calls := make([]*call, len(gs))
 	ttl := ms(r.TTL)
 	for i, g := range gs {
@@ -366,6 +369,60 @@ func (s *Store) Reserve(ctx context.Context, r *backend.Reservation) error {
 			}
 		}
 		return nil
+	}
+	r.Counts = append(r.Counts, counts...)
+	return nil
+}
+
+// pairsShareSlot reports whether Blocks[i] and Counters[i] are in one
+// group for every i, so that each pair is read and counted atomically by one
+// script (the ordering rule of backend.Reserve).
+func pairsShareSlot(gs []group, nb, nc int) bool {
+	gid := make([]int, nb+nc)
+	for g := range gs {
+		for _, at := range gs[g].idx {
+			gid[at] = g
+		}
+	}
+	for i := 0; i < nb && i < nc; i++ {
+		if gid[i] != gid[nb+i] {
+			return false
+		}
+	}
+	return true
+}
+
+// reserveSteps is Reserve for a cluster when some Blocks[i] and Counters[i]
+// are in different slots: increment every counter, then read the blocks,
+// then refund when one exists (two or three round trips).
+func (s *Store) reserveSteps(ctx context.Context, r *backend.Reservation) error {
+	var counts []int64
+	if len(r.Counters) > 0 {
+		var err error
+		if counts, err = s.Incr(ctx, r.Counters, 1, r.TTL); err != nil {
+			return err
+		}
+	}
+	if len(r.Blocks) > 0 {
+		es, err := s.Get(ctx, r.Blocks)
+		if err != nil {
+			return err
+		}
+		for i, e := range es {
+			if e.Found {
+				r.Blocked, r.Block = i, e
+				if len(r.Counters) > 0 {
+					pk := make([]string, len(r.Counters))
+					for j, k := range r.Counters {
+						pk[j] = s.key(k)
+					}
+					if err := s.refund(ctx, pk); err != nil {
+						return s.wrap("reserve: refund", err)
+					}
+				}
+				return nil
+			}
+		}
 	}
 	r.Counts = append(r.Counts, counts...)
 	return nil
