@@ -84,7 +84,7 @@ const (
 	slack = 1200 * time.Millisecond
 	// early is how much lower than the exact remaining time a reported TTL
 	// may be (latency between the write and the read).
-	early = 500 * time.Millisecond
+	early = 700 * time.Millisecond
 	// callTimeout bounds each call's context.
 	callTimeout = time.Minute
 	// maxPages is the most pages a scan of a few dozen keys may take.

@@ -31,7 +31,7 @@
 // a key written with TTL ttl must be readable for at least ttl and gone
 // ttl+1.2s after its last write, and a reported TTL may exceed the exact
 // remaining time by up to one second (never more) or fall short of it by up
-// to 500ms (latency).
+// to 700ms (latency).
 //
 // RunHarness takes a Harness instead: its Advance moves a fake clock shared
 // by the backends Open returns (the memory and bolt backends take one as

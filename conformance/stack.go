@@ -166,9 +166,10 @@ func (s *suite) defenderChecks() []check {
 			checkRetry(t, "first lockout", st.lockOut(login), shortTTL)
 			s.advance(shortTTL + slack)
 			checkRetry(t, "second lockout", st.lockOut(login), 2*shortTTL)
-			s.advance(shortTTL + slack/2) // past the first duration, within the second
+			const wait = shortTTL + 200*time.Millisecond // past the first duration, within the second
+			s.advance(wait)
 			st.locked("second block, after the first block's duration", login)
-			s.advance(shortTTL + slack/2)
+			s.advance(2*shortTTL + slack - wait)
 			st.allowed("after the second block", login)
 		}},
 		{"Burst", func(t tb) {

@@ -424,7 +424,7 @@ func TestTeeth(t *testing.T) {
 			"Concurrency/Reserve":         "each once",
 		}, []string{"Defender/Burst"}},
 		{"TTLNotRefreshed", noSlidingTTL, map[string]string{
-			"TTL/Sliding": "each Incr restarts its TTL",
+			"TTL/Sliding": "each Incr restarts",
 		}, []string{"TTL/Expiry/"}},
 		{"TTLLostOnReblock", reblockKeepsTTL, map[string]string{
 			"TTL/Reblock":       "a re-block restarts the TTL",

@@ -9,8 +9,10 @@ import (
 
 // Durations of the TTL checks.
 const (
-	shortTTL = time.Second            // the TTL of keys that must expire during a check
-	step     = 700 * time.Millisecond // a wait shorter than shortTTL
+	shortTTL  = time.Second             // the TTL of keys that must expire during a check
+	step      = 700 * time.Millisecond  // a wait well within a 3s TTL
+	slideTTL  = 2 * time.Second         // the sliding counter's TTL
+	slideStep = 1200 * time.Millisecond // the time between its increments
 )
 
 func (s *suite) ttlChecks() []check {
@@ -39,25 +41,25 @@ func (s *suite) ttlChecks() []check {
 			// the TTL keep the counter alive well past its first TTL.
 			b := s.open(t)
 			keys := []string{"t:slide:a", "t:slide:b"}
-			incr(t, b, keys, 1, shortTTL)
-			for i := int64(2); i <= 4; i++ {
-				s.advance(step)
-				got := incr(t, b, keys, 1, shortTTL)
+			incr(t, b, keys, 1, slideTTL)
+			for i := int64(2); i <= 3; i++ {
+				s.advance(slideStep)
+				got := incr(t, b, keys, 1, slideTTL)
 				if got[0] != i || got[1] != i {
-					t.Fatalf("Incr %d, %v after the previous one (ttl %v) = %v, want [%d %d]: the counter expired although each Incr restarts its TTL", i, step, shortTTL, got, i, i)
+					t.Fatalf("Incr %d, %v after the previous one (ttl %v) = %v, want [%d %d]: the counter expired although each Incr restarts its TTL", i, slideStep, slideTTL, got, i, i)
 				}
 			}
-			s.advance(step) // 4*step > shortTTL+slack after the first Incr
+			s.advance(slideStep) // 3*slideStep > slideTTL+slack after the first Incr
 			for _, e := range get(t, b, keys...) {
-				if !e.Found || string(e.Value) != "4" {
-					t.Fatalf("Get(%q) %v after the last Incr = %s, want \"4\": each Incr restarts the TTL", e.Key, step, entryValue(e))
+				if !e.Found || string(e.Value) != "3" {
+					t.Fatalf("Get(%q) %v after the last Incr (ttl %v) = %s, want \"3\": each Incr restarts the TTL", e.Key, slideStep, slideTTL, entryValue(e))
 				}
-				checkTTL(t, "sliding counter", e, shortTTL, step)
+				checkTTL(t, "sliding counter", e, slideTTL, slideStep)
 			}
-			s.advance(shortTTL + slack)
+			s.advance(slideTTL + slack - slideStep)
 			for _, e := range get(t, b, keys...) {
 				if e.Found {
-					t.Errorf("Get(%q) %v after the last Incr (ttl %v) = %s, want absent", e.Key, shortTTL+slack, shortTTL, entryValue(e))
+					t.Errorf("Get(%q) %v after the last Incr (ttl %v) = %s, want absent", e.Key, slideTTL+slack, slideTTL, entryValue(e))
 				}
 			}
 		}},
