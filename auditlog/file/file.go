@@ -134,7 +134,7 @@ func (s *Sink) reopen() error {
 		s.f.Close()
 		s.f, s.fi = nil, nil
 	}
-	f, err := os.OpenFile(s.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, s.opts.Perm)
+	f, err := os.OpenFile(s.path, os.O_CREATE|os.O_RDWR|os.O_APPEND, s.opts.Perm)
 	if err != nil {
 		return fmt.Errorf("%w: auditlog/file: %w", auditlog.ErrUnavailable, err)
 	}
@@ -144,8 +144,17 @@ func (s *Sink) reopen() error {
 		return fmt.Errorf("%w: auditlog/file: %w", auditlog.ErrUnavailable, err)
 	}
 	s.f, s.fi = f, fi
-	// A new file starts clean; a partial line, if any, was in the old one.
+	// A file that does not end with a newline ends with a line torn by a
+	// crash: start the next write on a new line, so that the torn line
+	// stays alone (and is skipped by readers) instead of swallowing a
+	// record.
 	s.broken = false
+	if size := fi.Size(); size > 0 {
+		var last [1]byte
+		if _, err := f.ReadAt(last[:], size-1); err == nil && last[0] != '\n' {
+			s.broken = true
+		}
+	}
 	return nil
 }
 
