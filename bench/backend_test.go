@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"sync/atomic"
 	"testing"
@@ -29,6 +30,8 @@ type store struct {
 	open func(b *testing.B) backend.Backend
 	// parallelism for RunParallel (0: the default, GOMAXPROCS goroutines).
 	parallelism int
+	// footprint, when set, measures the store for BenchmarkKeyMemory.
+	footprint footprint
 }
 
 // registered holds every backend, from the init functions of the files
@@ -54,6 +57,9 @@ func stores() []store {
 
 var seq atomic.Int64
 
+// quiet discards the engine's log lines (one per block).
+var quiet = &defender.Options{Logger: slog.New(slog.DiscardHandler)}
+
 // newDefender returns a Defender on st whose limit is never reached, without
 // an audit log: the benchmarks measure the store path.
 func newDefender(b *testing.B, st backend.Backend) *defender.Defender {
@@ -61,7 +67,7 @@ func newDefender(b *testing.B, st backend.Backend) *defender.Defender {
 	cfg.FailureLimit = 1 << 30
 	cfg.StoreAccessAttempts = false
 	cfg.StoreTimeout = 5 * time.Second
-	d, err := defender.New(st, cfg, nil)
+	d, err := defender.New(st, cfg, quiet)
 	if err != nil {
 		b.Fatal(err)
 	}

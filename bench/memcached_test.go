@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
@@ -9,10 +10,11 @@ import (
 
 	"github.com/go-defender/defender/backend"
 	"github.com/go-defender/defender/backend/memcached"
+	"github.com/go-defender/defender/internal/testserver"
 )
 
 func init() {
-	register(store{name: "memcached", open: openMemcached, parallelism: netParallelism})
+	register(store{name: "memcached", open: openMemcached, parallelism: netParallelism, footprint: memcachedFootprint})
 	floors = append(floors, floor{"memcached", "memcached-get", func(b *testing.B) {
 		c := memcacheClient(memcachedAddr(b))
 		defer c.Close()
@@ -38,4 +40,16 @@ func openMemcached(b *testing.B) backend.Backend {
 	}
 	b.Cleanup(func() { s.Close(); c.Close() })
 	return s
+}
+
+// memcachedFootprint is the server's "bytes" and "curr_items" statistics
+// (the store's index keys included).
+func memcachedFootprint(b *testing.B, _ backend.Backend) (float64, float64) {
+	st, err := testserver.MemcachedStats(memcachedAddr(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	bytes, _ := strconv.ParseFloat(st["bytes"], 64)
+	items, _ := strconv.ParseFloat(st["curr_items"], 64)
+	return bytes, items
 }
