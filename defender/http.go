@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -101,10 +100,7 @@ func NewMiddleware(d *Defender, opts *MiddlewareOptions) (*Middleware, error) {
 		log:         o.Logger,
 	}
 	if m.field == "" {
-		m.field = cfg.UsernameFormField
-	}
-	if m.field == "" {
-		m.field = "username"
+		m.field = cfg.UsernameFormField // validated: not empty
 	}
 	switch {
 	case m.maxBody < 0:
@@ -122,10 +118,7 @@ func NewMiddleware(d *Defender, opts *MiddlewareOptions) (*Middleware, error) {
 	}
 	m.failStatus = append([]int(nil), o.FailureStatus...)
 	if m.log == nil {
-		m.log = d.log
-	}
-	if m.log == nil {
-		m.log = slog.Default()
+		m.log = d.log // never nil
 	}
 	page, err := newLockoutPage(cfg)
 	if err != nil {
@@ -229,7 +222,7 @@ func (m *Middleware) login(r *http.Request, username string) Login {
 // username; tooLarge reports a body past the bound (then the username is
 // empty and the body unusable).
 func (m *Middleware) username(w http.ResponseWriter, r *http.Request) (username string, tooLarge bool) {
-	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	ct := mediaType(r.Header.Get("Content-Type"))
 	var body *boundedBody
 	if r.Body != nil && r.Body != http.NoBody {
 		body = &boundedBody{ReadCloser: http.MaxBytesReader(w, r.Body, m.maxBody)}
@@ -274,13 +267,32 @@ type boundedBody struct {
 
 func (b *boundedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	var mbe *http.MaxBytesError
-	if err != nil && errors.As(err, &mbe) {
-		b.tooLarge = true
+	if err != nil && err != io.EOF {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			b.tooLarge = true
+		}
 	}
 	return n, err
 }
 
+// mediaType returns the media type of a Content-Type value, lower-cased,
+// without parameters (mime.ParseMediaType without its allocations).
+func mediaType(v string) string {
+	if i := strings.IndexByte(v, ';'); i >= 0 {
+		v = v[:i]
+	}
+	v = strings.TrimSpace(v)
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; 'A' <= c && c <= 'Z' {
+			return strings.ToLower(v)
+		}
+	}
+	return v
+}
+
+// isJSONType reports a JSON media type: application/json or
+// application/*+json.
 func isJSONType(ct string) bool {
 	return ct == "application/json" || (strings.HasPrefix(ct, "application/") && strings.HasSuffix(ct, "+json"))
 }

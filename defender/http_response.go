@@ -7,7 +7,6 @@ import (
 	"html/template"
 	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -39,15 +38,9 @@ type lockoutPage struct {
 func newLockoutPage(cfg Config) (lockoutPage, error) {
 	p := lockoutPage{
 		url:          cfg.LockoutURL,
-		status:       cfg.LockoutStatus,
+		status:       cfg.LockoutStatus, // validated: 4xx or 5xx
 		failureLimit: cfg.FailureLimit,
-		cooloffs:     cfg.LockoutCooloffTimes,
-	}
-	if p.status == 0 {
-		p.status = http.StatusTooManyRequests
-	}
-	if len(p.cooloffs) == 0 {
-		p.cooloffs = []time.Duration{cfg.CooloffTime}
+		cooloffs:     cfg.lockoutTimes(),
 	}
 	var err error
 	if cfg.LockoutTemplate != "" {
@@ -170,7 +163,9 @@ func (m *Middleware) refuse(w http.ResponseWriter, r *http.Request, dec Decision
 		return
 	}
 
-	m.log.LogAttrs(r.Context(), slog.LevelInfo, "defender: locked",
+	// Debug: the block itself is logged once, at Info, by the engine; a
+	// flood of refused requests must not flood the log.
+	m.log.LogAttrs(r.Context(), slog.LevelDebug, "defender: locked",
 		slog.String("ip", l.IP.String()), slog.String("username", l.Username),
 		slog.String("kind", string(dec.Kind)), slog.Bool("permanent", dec.Permanent),
 		slog.Int64("seconds_remaining", secondsRemaining(dec)), slog.String("path", l.Path))
@@ -246,8 +241,7 @@ func wantsJSON(r *http.Request) bool {
 	if jsonQ > 0 || htmlQ > 0 {
 		return jsonQ > htmlQ
 	}
-	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	return isJSONType(ct)
+	return isJSONType(mediaType(r.Header.Get("Content-Type")))
 }
 
 // acceptQ returns the best quality given to a JSON type and to an HTML type

@@ -706,6 +706,7 @@ func TestBodies(t *testing.T) {
 		{"query string, as r.FormValue sees it", nil, req{method: "POST", body: strings.NewReader(""),
 			ctype: "application/x-www-form-urlencoded", header: nil}, ""},
 		{"json", nil, req{json: map[string]any{"username": "alice", "password": "x"}}, "alice"},
+		{"json upper-case type", nil, req{body: strings.NewReader(`{"username":"alice"}`), ctype: "Application/JSON; charset=utf-8"}, "alice"},
 		{"json +json type", nil, req{body: strings.NewReader(`{"username":"alice"}`), ctype: "application/vnd.api+json"}, "alice"},
 		{"json key case-insensitive, as encoding/json", nil, req{body: strings.NewReader(`{"UserName":"alice"}`), ctype: "application/json"}, "alice"},
 		{"json last member wins", nil, req{body: strings.NewReader(`{"username":"bob","USERNAME":"alice"}`), ctype: "application/json"}, "alice"},
@@ -1183,5 +1184,50 @@ func TestBasicAuth(t *testing.T) {
 	}
 	if got := defender.UsernameFromBasicAuth(r); got != "bob" {
 		t.Fatalf("UsernameFromBasicAuth %q", got)
+	}
+}
+
+// TestTemplateCooloffEstimate: the cooloff shown is the shortest configured
+// lockout covering the time remaining, else the longest.
+func TestTemplateCooloffEstimate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "t.html")
+	if err := os.WriteFile(path, []byte(`{{.cooloff_time_seconds}}/{{.seconds_remaining}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, fixtureOpts{cfg: func(c *defender.Config) {
+		c.LockoutTemplate = path
+		c.LockoutCooloffTimes = []time.Duration{60 * time.Second, 600 * time.Second, 0}
+	}})
+	for _, tt := range []struct {
+		dec  defender.Decision
+		want string
+	}{
+		{defender.Decision{Verdict: defender.Locked, RetryAfter: 30 * time.Second}, "60/30"},
+		{defender.Decision{Verdict: defender.Locked, RetryAfter: 61 * time.Second}, "600/61"},
+		{defender.Decision{Verdict: defender.Locked, RetryAfter: time.Hour}, "600/3600"},
+		{defender.Decision{Verdict: defender.Locked, Permanent: true}, "0/0"},
+	} {
+		w := httptest.NewRecorder()
+		f.m.ServeLockout(w, httptest.NewRequest("GET", "/", nil), tt.dec)
+		if w.Body.String() != tt.want {
+			t.Errorf("%+v: %q, want %q", tt.dec, w.Body, tt.want)
+		}
+	}
+}
+
+// TestFlusher: the wrapped writer is an http.Flusher that commits the
+// answer first.
+func TestFlusher(t *testing.T) {
+	f := newFixture(t, fixtureOpts{handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Location", "/")
+		w.WriteHeader(http.StatusSeeOther)
+		w.(http.Flusher).Flush()
+	})})
+	w := f.do(req{form: login("alice", "x")})
+	if w.Code != http.StatusSeeOther || !w.Flushed {
+		t.Fatalf("%d flushed %v", w.Code, w.Flushed)
+	}
+	if got := f.audit.outcomes(); got != "s" {
+		t.Fatalf("outcomes %q", got)
 	}
 }
