@@ -1,9 +1,13 @@
 package conformance
 
 import (
+	"fmt"
+	"runtime"
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/go-defender/defender/backend"
 )
@@ -80,6 +84,7 @@ func (s *suite) concurrencyChecks() []check {
 				}
 			}
 		}},
+		{"ReserveRacingBlock", s.reserveRacingBlock},
 		{"Reserve", func(t tb) {
 			// 100 concurrent reservations on one counter see exactly the
 			// counts 1..100, each once.
@@ -110,5 +115,58 @@ func (s *suite) concurrencyChecks() []check {
 				}
 			}
 		}},
+	}
+}
+
+// reserveRacingBlock pins the ordering rule of backend.Reserve: a
+// reservation racing with backend.Block either sees the new block or counts
+// on top of the count that caused it; it never starts a fresh counter behind
+// the block (which would let an attempt through, verified, during a block).
+func (s *suite) reserveRacingBlock(t tb) {
+	b := s.open(t)
+	c := ctx(t)
+	const rounds, before = 10, limit + 1
+	for round := 0; round < rounds; round++ {
+		counter := fmt.Sprintf("rb:%d:count", round)
+		blockKey := fmt.Sprintf("rb:%d:block", round)
+		incr1(t, b, counter, before, hour)
+		var started atomic.Int64
+		var fresh []int64
+		var mu sync.Mutex
+		parallel(reservers+1, func(i int) {
+			if i == 0 {
+				for started.Load() < reservers/2 {
+					runtime.Gosched()
+				}
+				_, err := backend.Block(c, b, backend.BlockRequest{
+					BlockKey: blockKey, Value: []byte("v"), CounterKey: counter,
+					LockoutsKey: fmt.Sprintf("rb:%d:lockouts", round), Window: hour,
+					Durations: []time.Duration{hour},
+				})
+				if err != nil {
+					t.Errorf("Block: %v", err)
+				}
+				return
+			}
+			started.Add(1)
+			r := backend.Reservation{Blocks: []string{blockKey}, Counters: []string{counter}, TTL: hour}
+			if err := backend.Reserve(c, b, &r); err != nil {
+				t.Errorf("Reserve: %v", err)
+				return
+			}
+			if r.Blocked == -1 && len(r.Counts) == 1 && r.Counts[0] <= before {
+				mu.Lock()
+				fresh = append(fresh, r.Counts[0])
+				mu.Unlock()
+			}
+		})
+		if len(fresh) > 0 {
+			t.Errorf("round %d: %d reservations racing with Block were let through with fresh counts %v (the counter stood at %d): a reservation must read the blocks no earlier than it increments (the ordering rule of backend.Reserve)", round, len(fresh), fresh, before)
+		}
+		r := backend.Reservation{Blocks: []string{blockKey}, Counters: []string{counter}, TTL: hour}
+		reserve(t, b, &r)
+		if r.Blocked != 0 {
+			t.Errorf("round %d: Reserve after Block = Blocked %d, want 0", round, r.Blocked)
+		}
 	}
 }

@@ -78,7 +78,10 @@
 //   - Concurrency/...: 64 goroutines x 50 increments of one counter count
 //     exactly 3200 (Incr); the same with three keys per call and refunds
 //     (IncrSeveralKeys); 100 concurrent backend.Reserve calls on one counter
-//     see the counts 1..100, each once (Reserve).
+//     see the counts 1..100, each once (Reserve); reservations racing with
+//     backend.Block either see the new block or count on top of the count
+//     that caused it, never a fresh counter behind the block: the ordering
+//     rule of backend.Reserve (ReserveRacingBlock).
 //   - Scan/...: the prefix is a byte prefix ("a:" never returns "ab:1")
 //     (Prefix); prefix "" lists every key (EmptyPrefix); with any page size
 //     every key is returned at least once and no page exceeds the limit
@@ -127,7 +130,8 @@
 // The suite has teeth: its own tests run it against a correct in-memory
 // reference backend, which passes, and against broken variants (a
 // non-atomic increment, a TTL not refreshed by Incr, a TTL lost on
-// re-block, a scan that drops keys, a Get that ignores expiry, and more),
+// re-block, a scan that drops keys, a Get that ignores expiry, a Reserver
+// that reads the blocks before it increments, and more),
 // each of which fails the subtests of the rule it breaks.
 //
 // RunSink is the same kind of suite for audit sinks (auditlog.Sink).

@@ -55,7 +55,31 @@ const (
 	scanDropsLast
 	// getIgnoresExpiry returns expired keys from Get as Found.
 	getIgnoresExpiry
+	// reserveChecksFirst implements Reserver by reading the blocks, then
+	// incrementing: the order the ordering rule of backend.Reserve forbids.
+	reserveChecksFirst
 )
+
+// checksFirst is a ref with a Reserve that breaks the ordering rule.
+type checksFirst struct{ *ref }
+
+func (c checksFirst) Reserve(ctx context.Context, r *backend.Reservation) error {
+	r.Blocked, r.Block, r.Counts = -1, backend.Entry{}, r.Counts[:0]
+	es, err := c.Get(ctx, r.Blocks)
+	if err != nil {
+		return err
+	}
+	for i, e := range es {
+		if e.Found {
+			r.Blocked, r.Block = i, e
+			return nil
+		}
+	}
+	runtime.Gosched()
+	counts, err := c.Incr(ctx, r.Counters, 1, r.TTL)
+	r.Counts = append(r.Counts, counts...)
+	return err
+}
 
 // ref is the reference backend: a map under a mutex, with expiry checked
 // against now. With coarse set it behaves like Memcached behind a backend
@@ -378,7 +402,13 @@ func (rep *report) String() string {
 // with the given flaws and returns the report.
 func runRef(coarse bool, offset time.Duration, flaws flaw) *report {
 	clk := newClock(offset)
-	open := func(tb) backend.Backend { return newRef(clk.Now, coarse, flaws) }
+	open := func(tb) backend.Backend {
+		r := newRef(clk.Now, coarse, flaws)
+		if flaws&reserveChecksFirst != 0 {
+			return checksFirst{r}
+		}
+		return r
+	}
 	rec := newRecorder()
 	rec.Run("", newSuite(open, clk.Advance, clk.Now).run)
 	return rec.rep
@@ -436,6 +466,9 @@ func TestTeeth(t *testing.T) {
 			"Scan/DeleteDuringScan":   "which was never deleted",
 			"Keys/RoundTrip":          "Scan",
 		}, []string{"Scan/", "Keys/", "Namespaces/"}},
+		{"ReserveChecksFirst", reserveChecksFirst, map[string]string{
+			"Concurrency/ReserveRacingBlock": "the ordering rule",
+		}, []string{"Defender/Burst"}},
 		{"GetIgnoresExpiry", getIgnoresExpiry, map[string]string{
 			"TTL/Expiry/GetExpired": "want Found == false",
 			"TTL/GetNeverExtends":   "want absent",
