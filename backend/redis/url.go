@@ -66,6 +66,33 @@ func openURL(ctx context.Context, u *url.URL) (backend.Backend, error) {
 // engine's fail mode applies. Errors are backend.ErrInvalidURL errors that
 // show the URL with its password redacted.
 func Open(ctx context.Context, rawURL string) (*Store, error) {
+	cfg, err := parseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	var client goredis.UniversalClient
+	switch {
+	case cfg.cluster != nil:
+		client = goredis.NewClusterClient(cfg.cluster)
+	case cfg.failover != nil:
+		client = goredis.NewFailoverClient(cfg.failover)
+	default:
+		client = goredis.NewClient(cfg.single)
+	}
+	s := New(client, &Options{Prefix: cfg.prefix})
+	s.owned = true
+	return s, nil
+}
+
+// config is a parsed store URL: exactly one of the client options is set.
+type config struct {
+	single   *goredis.Options
+	cluster  *goredis.ClusterOptions
+	failover *goredis.FailoverOptions
+	prefix   string
+}
+
+func parseURL(rawURL string) (*config, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		msg := err.Error()
@@ -73,22 +100,20 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 		if errors.As(err, &ue) {
 			msg = ue.Err.Error()
 		}
-		return nil, fmt.Errorf("%w %q: %s", backend.ErrInvalidURL, backend.Redact(rawURL), msg)
+		return nil, fmt.Errorf("%w %q: %s", backend.ErrInvalidURL, backend.Redact(rawURL), scrub(msg, rawURL))
 	}
 	q := u.Query()
-	opts := &Options{Prefix: q.Get(ownParamPrefix)}
+	cfg := &config{prefix: q.Get(ownParamPrefix)}
 	q.Del(ownParamPrefix)
 	_, retries := q["max_retries"]
 	bad := func(err error) error {
 		return backend.Errorf(u, "%s", scrub(err.Error(), rawURL))
 	}
 	scheme := strings.ToLower(u.Scheme)
-	tls := strings.HasPrefix(scheme, "rediss")
 	inner := &url.URL{Scheme: "redis", User: u.User, Host: u.Host, Path: u.Path}
-	if tls {
+	if strings.HasPrefix(scheme, "rediss") {
 		inner.Scheme = "rediss"
 	}
-	var client goredis.UniversalClient
 	switch scheme {
 	case SchemeRedis, SchemeRediss:
 		if strings.Contains(u.Host, ",") {
@@ -104,7 +129,7 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 			o.MaxRetries = -1
 		}
 		o.DialerRetries = 1
-		client = goredis.NewClient(o)
+		cfg.single = o
 	case SchemeCluster, SchemeClusterTLS:
 		hosts, err := splitHosts(u)
 		if err != nil {
@@ -124,7 +149,7 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 		}
 		o.ContextTimeoutEnabled = true
 		o.DialerRetries = 1
-		client = goredis.NewClusterClient(o)
+		cfg.cluster = o
 	case SchemeSentinel, SchemeSentinelTLS:
 		hosts, err := splitHosts(u)
 		if err != nil {
@@ -154,13 +179,11 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 			o.MaxRetries = -1
 		}
 		o.DialerRetries = 1
-		client = goredis.NewFailoverClient(o)
+		cfg.failover = o
 	default:
 		return nil, backend.Errorf(u, "scheme %q is not a redis scheme", u.Scheme)
 	}
-	s := New(client, opts)
-	s.owned = true
-	return s, nil
+	return cfg, nil
 }
 
 // splitHosts returns the comma-separated host:port list of u.

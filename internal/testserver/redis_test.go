@@ -2,6 +2,8 @@ package testserver
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"testing"
 	"time"
 
@@ -147,3 +149,22 @@ func TestStartRedisSentinel(t *testing.T) {
 }
 
 func runtimeGoexit() { goexit() }
+
+func TestStartRedisTLS(t *testing.T) {
+	ctx := context.Background()
+	s, certPEM := StartRedisTLS(t)
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(certPEM) {
+		t.Fatal("bad certificate PEM")
+	}
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, TLSConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}})
+	defer c.Close()
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING over TLS: %v", err)
+	}
+	plain := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: time.Second})
+	defer plain.Close()
+	if err := plain.Ping(ctx).Err(); err == nil {
+		t.Fatal("plain-text PING accepted by the TLS server")
+	}
+}
