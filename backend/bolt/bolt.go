@@ -47,10 +47,13 @@ type Options struct {
 	// process before it fails with ErrLocked. 0 means DefaultTimeout; a
 	// negative value means do not wait.
 	Timeout time.Duration
-	// MaxBatchDelay and MaxBatchSize tune write coalescing (bbolt's
-	// DB.MaxBatchDelay and DB.MaxBatchSize): concurrent writes are
-	// committed together, in one fsync, by up to MaxBatchSize writers or
-	// after MaxBatchDelay. 0 keeps bbolt's defaults (10ms, 1000).
+	// MaxBatchDelay and MaxBatchSize tune write coalescing (group
+	// commit): the writes queued while a transaction commits are
+	// committed together, in one transaction and one fsync, at most
+	// MaxBatchSize (0: DefaultMaxBatchSize) per transaction. MaxBatchDelay
+	// (default 0) makes the committer wait that long before each
+	// transaction, to gather more writes at the cost of latency; it is
+	// rarely useful, since a flood gathers writes during each fsync.
 	MaxBatchDelay time.Duration
 	MaxBatchSize  int
 	// SweepInterval is how often a background goroutine deletes expired
@@ -75,8 +78,9 @@ type Store struct {
 
 	mu     sync.RWMutex // R: an operation in progress; W: Close
 	closed bool
-	wg     sync.WaitGroup // writes outliving a cancelled caller, the sweeper
+	wg     sync.WaitGroup // the sweeper
 	stop   chan struct{}
+	cm     *committer
 }
 
 var (
@@ -114,12 +118,6 @@ func Open(path string, opts *Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
-	if o.MaxBatchDelay > 0 {
-		db.MaxBatchDelay = o.MaxBatchDelay
-	}
-	if o.MaxBatchSize > 0 {
-		db.MaxBatchSize = o.MaxBatchSize
-	}
 	if err := db.Update(func(tx *bbolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(bucket)
 		return err
@@ -128,6 +126,7 @@ func Open(path string, opts *Options) (*Store, error) {
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
 	s := &Store{db: db, path: path, now: clockOf(o.Now), stop: make(chan struct{})}
+	s.cm = newCommitter(db, o.MaxBatchSize, o.MaxBatchDelay)
 	if o.SweepInterval > 0 {
 		s.wg.Add(1)
 		go s.sweeper(o.SweepInterval)
@@ -252,24 +251,15 @@ func (s *Store) view(fn func(b *bbolt.Bucket) error) error {
 	return s.wrap(s.db.View(func(tx *bbolt.Tx) error { return fn(tx.Bucket(bucket)) }))
 }
 
-// update runs fn through DB.Batch, coalesced with concurrent writes into
-// one transaction and one fsync. bbolt may run fn more than once (when
-// another function of the batch fails, the transaction is rolled back and
-// each function re-run alone): every fn computes its results afresh from
-// the transaction and assigns them, never accumulates. When ctx can be
-// cancelled, update returns at cancellation; the write may still happen
-// (callers cannot know, as the Backend contract says).
+// update runs fn in the next group commit (see commit.go): one write
+// transaction and one fsync shared with the writes queued at the same
+// time. fn may run more than once and must compute its results afresh from
+// the transaction and assign them, never accumulate. When ctx ends first,
+// update returns at once; the write stays queued and may still be
+// committed (callers cannot know, as the Backend contract says), and
+// Close commits it before closing the file.
 func (s *Store) update(ctx context.Context, fn func(b *bbolt.Bucket) error) error {
-	run := func(tx *bbolt.Tx) error { return fn(tx.Bucket(bucket)) }
-	if ctx.Done() == nil {
-		return s.wrap(s.db.Batch(run))
-	}
-	ch := make(chan error, 1)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		ch <- s.db.Batch(run)
-	}()
+	ch := s.cm.submit(fn)
 	select {
 	case err := <-ch:
 		return s.wrap(err)
@@ -708,6 +698,7 @@ func (s *Store) Close() error {
 	close(s.stop)
 	s.mu.Unlock()
 	s.wg.Wait()
+	s.cm.close()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("bolt: close %s: %w", s.path, err)
 	}

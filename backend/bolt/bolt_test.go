@@ -1026,8 +1026,8 @@ func TestURL(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	if db := b.(*Store).db; !db.NoSync || db.MaxBatchSize != 7 || db.MaxBatchDelay != 3*time.Millisecond {
-		t.Fatalf("options not applied: %v %d %v", db.NoSync, db.MaxBatchSize, db.MaxBatchDelay)
+	if s := b.(*Store); !s.db.NoSync || s.cm.maxSize != 7 || s.cm.maxDelay != 3*time.Millisecond {
+		t.Fatalf("options not applied: %v %d %v", s.db.NoSync, s.cm.maxSize, s.cm.maxDelay)
 	}
 }
 
@@ -1059,4 +1059,44 @@ func TestFileBytesPerKey(t *testing.T) {
 	})
 	t.Logf("file: %d bytes for %d keys (key ~27 bytes): %.0f bytes/key; pages in use: %.0f bytes/key",
 		fi.Size(), n, float64(fi.Size())/n, float64(used)/n)
+}
+
+// TestGroupCommit gathers concurrent writes into shared transactions (a
+// delay makes the gathering certain), including a failing one: it alone
+// fails, the others are committed once each, in transactions of at most
+// MaxBatchSize.
+func TestGroupCommit(t *testing.T) {
+	for _, size := range []int{1, 3, 1000} {
+		t.Run(fmt.Sprint("size", size), func(t *testing.T) {
+			s := open(t, &Options{MaxBatchDelay: 50 * time.Millisecond, MaxBatchSize: size, SweepInterval: -1})
+			if err := s.SetBlock(bg, "blk", nil, 0); err != nil {
+				t.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			errs := make([]error, 10)
+			for i := range errs {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					key := "c"
+					if i == 4 {
+						key = "blk"
+					}
+					_, errs[i] = s.Incr(bg, []string{key, "d" + strconv.Itoa(i)}, 1, 0)
+				}()
+			}
+			wg.Wait()
+			for i, err := range errs {
+				if (i == 4) != errors.Is(err, backend.ErrInvalid) {
+					t.Fatalf("call %d: %v", i, err)
+				}
+			}
+			if e := get1(t, s, "c"); string(e.Value) != "9" {
+				t.Fatalf("c = %s, want 9", e.Value)
+			}
+			if get1(t, s, "d4").Found {
+				t.Fatal("the failed call's other key was written")
+			}
+		})
+	}
 }
