@@ -198,6 +198,9 @@ func compose(from, to *mail.Address, m Message, now time.Time, host string) []by
 	b.WriteString("\r\n")
 	qp := quotedprintable.NewWriter(&b)
 	body := strings.ReplaceAll(strings.ReplaceAll(m.Body, "\r\n", "\n"), "\r", "\n")
+	if !strings.HasSuffix(body, "\n") {
+		body += "\n" // SMTP ends the data with a line break anyway
+	}
 	_, _ = qp.Write([]byte(strings.ReplaceAll(body, "\n", "\r\n")))
 	_ = qp.Close()
 	return b.Bytes()
