@@ -224,7 +224,8 @@ func (m *Middleware) login(r *http.Request, username string) Login {
 func (m *Middleware) username(w http.ResponseWriter, r *http.Request) (username string, tooLarge bool) {
 	ct := mediaType(r.Header.Get("Content-Type"))
 	var body *boundedBody
-	if r.Body != nil && r.Body != http.NoBody {
+	read := ct == "application/x-www-form-urlencoded" || ct == "multipart/form-data" || isJSONType(ct)
+	if read && r.Body != nil && r.Body != http.NoBody {
 		body = &boundedBody{ReadCloser: http.MaxBytesReader(w, r.Body, m.maxBody)}
 		r.Body = body
 	}

@@ -837,6 +837,19 @@ func TestLargeBody(t *testing.T) {
 	})
 }
 
+// TestOtherBodiesUntouched: a body the middleware does not read is not
+// bounded either: the handler gets it whole.
+func TestOtherBodiesUntouched(t *testing.T) {
+	var n int64
+	f := newFixture(t, fixtureOpts{handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ = io.Copy(io.Discard, r.Body)
+	})})
+	f.do(req{body: strings.NewReader(strings.Repeat("x", 1<<20)), ctype: "application/xml"})
+	if n != 1<<20 {
+		t.Fatalf("handler read %d bytes", n)
+	}
+}
+
 // TestPanickingHandler: a panic settles the attempt as one failure and
 // propagates unchanged.
 func TestPanickingHandler(t *testing.T) {
