@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -275,6 +276,14 @@ func (s *spool) next(max int) ([]Record, error) {
 			s.mu.Unlock()
 			syncClose(sealed)
 			f, err := os.Open(filepath.Join(s.dir, segName(seg.seq)))
+			if errors.Is(err, fs.ErrNotExist) {
+				// Deleted behind our back: its records are gone. Count
+				// it, forget it, and go on with the next segment rather
+				// than wedge the spool.
+				s.corrupt.Add(1)
+				s.forget(seg)
+				continue
+			}
 			if err != nil {
 				return nil, fmt.Errorf("auditlog: spool: %w", err)
 			}
@@ -305,6 +314,9 @@ func (s *spool) next(max int) ([]Record, error) {
 				break
 			}
 			if err != nil {
+				// Reopen at the delivered position next time.
+				s.cur.f.Close()
+				s.cur = nil
 				return nil, fmt.Errorf("auditlog: spool: %w", err)
 			}
 		}
@@ -342,15 +354,21 @@ func (s *spool) ack() error {
 	// Segment fully delivered.
 	c.f.Close()
 	s.cur = nil
-	if err := os.Remove(filepath.Join(s.dir, segName(c.seg.seq))); err != nil {
+	err := os.Remove(filepath.Join(s.dir, segName(c.seg.seq)))
+	s.forget(c.seg)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("auditlog: spool: %w", err)
 	}
-	os.Remove(filepath.Join(s.dir, posName(c.seg.seq)))
+	return nil
+}
+
+// forget drops the oldest sealed segment, seg, from the accounts.
+func (s *spool) forget(seg segment) {
+	os.Remove(filepath.Join(s.dir, posName(seg.seq)))
 	s.mu.Lock()
 	s.sealed = s.sealed[1:]
 	s.mu.Unlock()
-	s.total.Add(-c.seg.size)
-	return nil
+	s.total.Add(-seg.size)
 }
 
 // close syncs and closes the active segment and releases the directory.

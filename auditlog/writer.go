@@ -75,7 +75,8 @@ type Stats struct {
 	// SinkErrors counts failed sink calls.
 	SinkErrors uint64
 	// Corrupt counts undecodable spool lines skipped (a line torn by a crash
-	// while being spooled).
+	// while being spooled) and spool segment files that vanished (deleted
+	// by someone else) before they were replayed; each is logged.
 	Corrupt uint64
 }
 
@@ -399,7 +400,11 @@ func (w *Writer) deliver(batch []Record) {
 
 // replay delivers one batch from the spool.
 func (w *Writer) replay() {
+	c0 := w.spool.corrupt.Load()
 	recs, err := w.spool.next(w.opts.BatchSize)
+	if c := w.spool.corrupt.Load(); c > c0 {
+		w.log.Warn("audit spool: skipped undecodable lines or vanished segment files", "count", c-c0, "dir", w.opts.SpoolDir)
+	}
 	if err != nil {
 		w.failed(fmt.Errorf("reading spool: %w", err), false)
 		return
