@@ -972,3 +972,39 @@ func TestBasicAuth(t *testing.T) {
 		})
 	}
 }
+
+func TestPageSortsBySoonestUnblock(t *testing.T) {
+	now := time.Now()
+	clock := func() time.Time { return now }
+	store, _ := memory.New(nil)
+	defer store.Close()
+	cfg := defender.DefaultConfig()
+	cfg.FailureLimit = 1
+	cfg.LockoutCooloffTimes = []time.Duration{time.Hour, time.Minute, 0}
+	d, err := defender.New(store, cfg, &defender.Options{Logger: quiet, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	e := &env{t: t, d: d}
+	// One username blocked three times: 1 h, then 1 min, then permanent;
+	// others once (1 h) — the escalation gives three different durations.
+	for _, name := range []string{"hour", "minute", "forever"} {
+		for n := 0; n < map[string]int{"hour": 1, "minute": 2, "forever": 3}[name]; n++ {
+			e.blockUser(name)
+			if n < map[string]int{"hour": 1, "minute": 2, "forever": 3}[name]-1 {
+				if _, err := d.UnblockUsername(context.Background(), name); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	h, _ := admin.New(d, admin.Options{Authorize: func(*http.Request) bool { return true }, Logger: quiet})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	page := rec.Body.String()
+	i, j, k := strings.Index(page, `value="minute"`), strings.Index(page, `value="hour"`), strings.Index(page, `value="forever"`)
+	if i < 0 || j < 0 || k < 0 || !(i < j && j < k) {
+		t.Fatalf("order minute %d, hour %d, forever %d; want soonest first, permanent last", i, j, k)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"sort"
 	"strings"
 	"time"
 
@@ -137,6 +138,16 @@ func (h *handler) index(w http.ResponseWriter, r *http.Request) {
 		default:
 			p.Pairs = append(p.Pairs, b)
 		}
+	}
+	// Soonest unblock first, permanent blocks last (the tables say so).
+	for _, list := range [][]defender.BlockInfo{p.IPs, p.Users, p.Pairs} {
+		sort.SliceStable(list, func(i, j int) bool {
+			a, b := list[i], list[j]
+			if a.Permanent != b.Permanent {
+				return b.Permanent
+			}
+			return a.SecondsRemaining < b.SecondsRemaining
+		})
 	}
 	p.Next = next
 	p.Complete = p.Cursor == "" && next == "" && err == nil
