@@ -36,9 +36,9 @@ func (m *memSink) Write(ctx context.Context, rs []Record) error {
 	}
 	return nil
 }
-func (m *memSink) Query(context.Context, Filter) ([]Record, error)     { return nil, nil }
+func (m *memSink) Query(context.Context, Filter) ([]Record, error)        { return nil, nil }
 func (m *memSink) DeleteBefore(context.Context, time.Time) (int64, error) { return 0, nil }
-func (m *memSink) Close() error                                          { return nil }
+func (m *memSink) Close() error                                           { return nil }
 func (m *memSink) len() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
