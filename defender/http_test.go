@@ -1244,3 +1244,41 @@ func TestFlusher(t *testing.T) {
 		t.Fatalf("outcomes %q", got)
 	}
 }
+
+// TestFailModesThroughHTTP: with the store down, closed answers 503 without
+// calling the handler; open lets the handler answer; local keeps counting
+// in process, so the lockout still happens.
+func TestFailModesThroughHTTP(t *testing.T) {
+	tests := []struct {
+		mode  defender.FailMode
+		codes []int // four wrong passwords, then a GET
+	}{
+		{defender.FailClosed, []int{503, 503, 503, 503, 503}},
+		{defender.FailOpen, []int{200, 200, 200, 200, 200}},
+		{defender.FailLocal, []int{200, 200, 200, 429, 429}},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.mode), func(t *testing.T) {
+			called := 0
+			f := newFixture(t, fixtureOpts{
+				cfg: func(c *defender.Config) { c.FailMode = tt.mode },
+				handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					called++
+					demoLogin("").ServeHTTP(w, r)
+				}),
+			})
+			_ = f.store.Close()
+			var got []int
+			for i := 0; i < 4; i++ {
+				got = append(got, f.wrong("alice", "").Code)
+			}
+			got = append(got, f.do(req{}).Code)
+			if fmt.Sprint(got) != fmt.Sprint(tt.codes) {
+				t.Fatalf("codes %v, want %v", got, tt.codes)
+			}
+			if tt.mode == defender.FailClosed && called != 0 {
+				t.Fatalf("handler called %d times with the store down, fail mode closed", called)
+			}
+		})
+	}
+}
