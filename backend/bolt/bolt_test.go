@@ -899,6 +899,7 @@ func TestLockedOtherProcess(t *testing.T) {
 // consistency check, every key has its expiry, and each count lies between
 // what was acknowledged and what was started.
 func TestKill9(t *testing.T) {
+	t.Parallel() // mostly waiting: overlap with the other tests
 	path := filepath.Join(t.TempDir(), "k.db")
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), childEnv+"=flood", "DEFENDER_BOLT_TEST_PATH="+path)
@@ -1098,6 +1099,7 @@ func TestGroupCommit(t *testing.T) {
 
 // TestConformance runs the suite in real time (the store's own clock).
 func TestConformance(t *testing.T) {
+	t.Parallel() // mostly waiting: overlap with the other tests
 	if testing.Short() {
 		t.Skip("real-time TTL checks sleep about half a minute")
 	}

@@ -40,6 +40,7 @@ func openStore(t *testing.T, o *memory.Options) backend.Backend {
 
 // TestConformance runs the suite in real time (the store's own clock).
 func TestConformance(t *testing.T) {
+	t.Parallel() // mostly waiting: overlap with the other tests
 	if testing.Short() {
 		t.Skip("real-time TTL checks sleep about half a minute")
 	}

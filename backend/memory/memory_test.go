@@ -467,6 +467,7 @@ func TestScanDeleteDuring(t *testing.T) {
 // bound of 10^4 keys: the bound holds, every block and lockout count
 // survives, and the evictions are counted and logged once.
 func TestMemoryPressure(t *testing.T) {
+	t.Parallel() // mostly waiting: overlap with the other tests
 	if testing.Short() {
 		t.Skip("floods 10^6 keys")
 	}
