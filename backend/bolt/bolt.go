@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -323,6 +324,7 @@ func (s *Store) Incr(ctx context.Context, keys []string, delta int64, ttl time.D
 	if err := checkKeys(keys); err != nil {
 		return nil, err
 	}
+	keys = slices.Clone(keys) // the write may outlive a cancelled caller
 	var out []int64
 	err := s.update(ctx, func(b *bbolt.Bucket) error {
 		now := s.now()
@@ -355,6 +357,7 @@ func (s *Store) SetBlock(ctx context.Context, key string, value []byte, ttl time
 	if err := backend.CheckKey(key); err != nil {
 		return err
 	}
+	value = bytes.Clone(value) // the write may outlive a cancelled caller
 	return s.update(ctx, func(b *bbolt.Bucket) error {
 		return b.Put([]byte(key), encodeBlock(expiry(s.now(), ttl), value))
 	})
@@ -400,6 +403,7 @@ func (s *Store) Delete(ctx context.Context, keys ...string) error {
 	if err := checkKeys(keys); err != nil {
 		return err
 	}
+	keys = slices.Clone(keys) // the write may outlive a cancelled caller
 	return s.update(ctx, func(b *bbolt.Bucket) error {
 		for _, k := range keys {
 			if err := b.Delete([]byte(k)); err != nil {
@@ -451,12 +455,14 @@ func (s *Store) Reserve(ctx context.Context, r *backend.Reservation) error {
 	if len(r.Counters) == 0 {
 		return nil
 	}
+	// The write may outlive a cancelled caller, who may then reuse r.
+	blocks, counters, ttl := slices.Clone(r.Blocks), slices.Clone(r.Counters), r.TTL
 	var blocked int
 	var blk backend.Entry
 	var counts []int64
 	err := s.update(ctx, func(b *bbolt.Bucket) error {
 		now := s.now()
-		bi, be, err := findBlock(b, r.Blocks, now)
+		bi, be, err := findBlock(b, blocks, now)
 		if err != nil {
 			return err
 		}
@@ -464,9 +470,9 @@ func (s *Store) Reserve(ctx context.Context, r *backend.Reservation) error {
 		if bi >= 0 {
 			return nil
 		}
-		res := make([]int64, len(r.Counters))
-		for i, k := range r.Counters {
-			if res[i], err = incr(b, k, 1, expiry(now, r.TTL), now); err != nil {
+		res := make([]int64, len(counters))
+		for i, k := range counters {
+			if res[i], err = incr(b, k, 1, expiry(now, ttl), now); err != nil {
 				return err
 			}
 		}
@@ -524,6 +530,8 @@ func (s *Store) Block(ctx context.Context, req backend.BlockRequest) (backend.Bl
 	if err := checkKeys(keys); err != nil {
 		return backend.BlockResult{}, err
 	}
+	// The write may outlive a cancelled caller.
+	req.Value, req.Durations = bytes.Clone(req.Value), slices.Clone(req.Durations)
 	var res backend.BlockResult
 	err := s.update(ctx, func(b *bbolt.Bucket) error {
 		now := s.now()
@@ -629,13 +637,15 @@ func (s *Store) Sweep(ctx context.Context) (int, error) {
 				k, v = c.Next()
 			}
 			examined := 0
+			var last []byte
 			for ; k != nil && len(found) < sweepBatch && examined < scanExamine*sweepBatch; k, v = c.Next() {
 				examined++
-				after = bytes.Clone(k)
+				last = k
 				if d, err := decode(k, v); err == nil && d.expired(now) {
-					found = append(found, after)
+					found = append(found, bytes.Clone(k))
 				}
 			}
+			after = bytes.Clone(last) // k and last are only valid in the transaction
 			done = k == nil
 			return nil
 		})

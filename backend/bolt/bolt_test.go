@@ -1127,3 +1127,50 @@ func TestConformanceFakeClock(t *testing.T) {
 		Now:     c.Now,
 	})
 }
+
+// TestCancelledCallerReusesInputs: a caller that gave up may reuse its
+// slices at once; the queued write uses what it was given.
+func TestCancelledCallerReusesInputs(t *testing.T) {
+	s := open(t, &Options{MaxBatchDelay: 100 * time.Millisecond, SweepInterval: -1})
+	ctx, cancel := context.WithTimeout(bg, 5*time.Millisecond)
+	defer cancel()
+	r := &backend.Reservation{Blocks: []string{"b"}, Counters: []string{"c"}, TTL: time.Hour}
+	keys := []string{"k"}
+	val := []byte("v1")
+	req := backend.BlockRequest{BlockKey: "bb", Value: []byte("w1"), LockoutsKey: "l", Durations: []time.Duration{time.Hour}}
+	dels := []string{"d"}
+	var wg sync.WaitGroup
+	for _, call := range []func() error{
+		func() error { return s.Reserve(ctx, r) },
+		func() error { _, err := s.Incr(ctx, keys, 1, 0); return err },
+		func() error { return s.SetBlock(ctx, "sb", val, 0) },
+		func() error { _, err := s.Block(ctx, req); return err },
+		func() error { return s.Delete(ctx, dels...) },
+	} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := call(); !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("got %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	r.Blocks[0], r.Counters[0], keys[0], dels[0] = "X", "Y", "Z", "c"
+	val[1], req.Value[1], req.Durations[0] = '2', '2', time.Second
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(s.Path(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	es, err := s2.Get(bg, []string{"c", "Y", "k", "Z", "sb", "bb"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !es[0].Found || es[1].Found || !es[2].Found || es[3].Found || string(es[4].Value) != "v1" || string(es[5].Value) != "w1" || es[5].TTL < time.Minute {
+		t.Fatalf("%+v", es)
+	}
+}
