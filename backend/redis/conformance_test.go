@@ -48,3 +48,16 @@ func TestConformanceSentinel(t *testing.T) {
 		t.Log("conformance: sentinel PASS")
 	}
 }
+
+func TestConformanceRing(t *testing.T) {
+	t.Parallel()
+	a, b := testserver.StartRedis(t), testserver.StartRedis(t)
+	c := goredis.NewRing(&goredis.RingOptions{Addrs: map[string]string{"a": a, "b": b}, ContextTimeoutEnabled: true, MaxRetries: -1})
+	t.Cleanup(func() { _ = c.Close() })
+	conformance.Run(t, func(t *testing.T) backend.Backend {
+		return New(c, &Options{Prefix: uniquePrefix()})
+	})
+	if !t.Failed() {
+		t.Log("conformance: ring PASS")
+	}
+}

@@ -31,8 +31,8 @@ type flood struct {
 }
 
 type ack struct {
-	at    time.Time
-	value int64
+	start, end time.Time
+	value      int64
 }
 
 // floodLimit is how long past its deadline a call may take under -race on a
@@ -73,7 +73,7 @@ func (f *flood) work(w int) {
 		}
 		if err == nil {
 			f.ok.Add(1)
-			f.acks = append(f.acks, ack{at: time.Now(), value: r.Counts[0]})
+			f.acks = append(f.acks, ack{start: start, end: time.Now(), value: r.Counts[0]})
 		} else {
 			f.failed.Add(1)
 			if !errors.Is(err, backend.ErrUnavailable) {
@@ -111,10 +111,10 @@ func (f *flood) waitOK(n int64, timeout time.Duration) {
 	}
 }
 
-// report checks the flood's invariants and returns the number of
-// acknowledged increments lost in the failover at time cut: the highest
-// value acknowledged before cut minus (the lowest acknowledged after it, -1).
-func (f *flood) report(cut time.Time) (lost int64) {
+// report stops the flood and checks its invariants: every error is
+// ErrUnavailable and every call returned within its deadline plus
+// floodLimit.
+func (f *flood) report() {
 	f.t.Helper()
 	f.halt()
 	f.mu.Lock()
@@ -125,15 +125,25 @@ func (f *flood) report(cut time.Time) (lost int64) {
 	if len(f.slow) > 0 {
 		f.t.Errorf("flood: %d calls took longer than the deadline %v + %v: %v", len(f.slow), f.deadline, floodLimit, f.slow)
 	}
+}
+
+// lost returns how many acknowledged increments a failover lost (a lower
+// bound): the highest count acknowledged by a call that ended before cut,
+// minus the lowest count acknowledged by a call that started after done,
+// plus one. Values between are those of calls that overlapped the failover.
+func (f *flood) lost(cut, done time.Time) int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	var before, after int64 = 0, -1
 	for _, a := range f.acks {
-		if a.at.Before(cut) {
+		if a.end.Before(cut) {
 			before = max(before, a.value)
-		} else if after == -1 || a.value < after {
+		}
+		if a.start.After(done) && (after == -1 || a.value < after) {
 			after = a.value
 		}
 	}
-	return before - (after - 1)
+	return max(before-(after-1), 0)
 }
 
 // maxAck is the highest acknowledged count.
@@ -164,7 +174,8 @@ func TestFailoverSentinel(t *testing.T) {
 	}
 	promoted := time.Now()
 	f.waitOK(200, 20*time.Second)
-	lost := f.report(cut)
+	f.report()
+	lost := f.lost(cut, promoted)
 	es, err := s.Get(ctx, []string{"defender:{user:bob}:f"})
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +185,7 @@ func TestFailoverSentinel(t *testing.T) {
 		t.Errorf("final count %d outside [max acknowledged %d, + %d failed calls]", final, m, f.failed.Load())
 	}
 	t.Logf("sentinel failover: master killed, replica promoted in %v; %d reservations ok, %d ErrUnavailable; acknowledged increments lost: %d",
-		promoted.Sub(cut).Round(time.Millisecond), f.ok.Load(), f.failed.Load(), max(lost, 0))
+		promoted.Sub(cut).Round(time.Millisecond), f.ok.Load(), f.failed.Load(), lost)
 }
 
 func TestFailoverCluster(t *testing.T) {
@@ -202,7 +213,8 @@ func TestFailoverCluster(t *testing.T) {
 	if err := rc.Failover(ctx, replica, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("cluster: CLUSTER FAILOVER done in %v", time.Since(cut).Round(time.Millisecond))
+	done := time.Now()
+	t.Logf("cluster: CLUSTER FAILOVER done in %v", done.Sub(cut).Round(time.Millisecond))
 	f.waitOK(200, 20*time.Second)
 
 	// A crash of the new master: its replica (the old master) is promoted.
@@ -212,8 +224,9 @@ func TestFailoverCluster(t *testing.T) {
 	}
 	promoted := time.Now()
 	f.waitOK(200, 20*time.Second)
-	lost := f.report(cut2)
-	lostManual := lostAt(f, cut, cut2)
+	f.report()
+	lost := f.lost(cut2, promoted)
+	lostManual := f.lost(cut, done)
 	es, err := s.Get(ctx, []string{"defender:{user:bob}:f"})
 	if err != nil {
 		t.Fatal(err)
@@ -226,23 +239,7 @@ func TestFailoverCluster(t *testing.T) {
 		t.Errorf("coordinated failover lost %d acknowledged increments", lostManual)
 	}
 	t.Logf("cluster failover: manual failover lost %d; master killed, replica promoted in %v; %d reservations ok, %d ErrUnavailable; acknowledged increments lost in the crash: %d",
-		max(lostManual, 0), promoted.Sub(cut2).Round(time.Millisecond), f.ok.Load(), f.failed.Load(), max(lost, 0))
-}
-
-// lostAt is report's loss measure for a cut, counting only acks before end.
-func lostAt(f *flood, cut, end time.Time) int64 {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var before, after int64 = 0, -1
-	for _, a := range f.acks {
-		switch {
-		case a.at.Before(cut):
-			before = max(before, a.value)
-		case a.at.Before(end) && (after == -1 || a.value < after):
-			after = a.value
-		}
-	}
-	return before - (after - 1)
+		lostManual, promoted.Sub(cut2).Round(time.Millisecond), f.ok.Load(), f.failed.Load(), lost)
 }
 
 func parseCount(t *testing.T, e backend.Entry) int64 {

@@ -150,6 +150,10 @@ func TestLostReplyNotResent(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			// The connection is up, so the next reply is the script's.
+			if err := c.Ping(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
 			p.dropNext.Store(true)
 			err := tc.op()
 			if !errors.Is(err, backend.ErrUnavailable) {
