@@ -179,3 +179,11 @@ func TestSpoolErrors(t *testing.T) {
 		}
 	})
 }
+
+func TestSpoolUnencodable(t *testing.T) {
+	s := openTestSpool(t, t.TempDir(), 1<<20, 1<<20)
+	bad := Record{ID: "x", Time: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}
+	if err := s.append([]Record{bad}, false); err == nil {
+		t.Error("append of an unencodable record succeeded")
+	}
+}

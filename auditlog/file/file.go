@@ -178,10 +178,7 @@ func (s *Sink) seedIDs() error {
 		return fmt.Errorf("auditlog/file: %w", err)
 	}
 	start := max(0, fi.Size()-TailScanBytes)
-	if _, err := f.Seek(start, io.SeekStart); err != nil {
-		return fmt.Errorf("auditlog/file: %w", err)
-	}
-	r := bufio.NewReaderSize(f, 64<<10)
+	r := bufio.NewReaderSize(io.NewSectionReader(f, start, fi.Size()-start), 64<<10)
 	if start > 0 {
 		// Skip the partial first line.
 		if _, err := r.ReadBytes('\n'); err != nil {
@@ -402,13 +399,9 @@ func rewrite(path string, t time.Time) (int64, error) {
 	if n == 0 {
 		return 0, nil
 	}
-	if err := w.Flush(); err != nil {
-		return 0, fmt.Errorf("auditlog/file: %w", err)
-	}
-	if err := tmp.Chmod(fi.Mode().Perm()); err != nil {
-		return 0, fmt.Errorf("auditlog/file: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
+	// The copy must be complete, with the original's mode, and on disk
+	// before it replaces the original.
+	if err := errors.Join(w.Flush(), tmp.Chmod(fi.Mode().Perm()), tmp.Sync()); err != nil {
 		return 0, fmt.Errorf("auditlog/file: %w", err)
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
