@@ -432,7 +432,7 @@ func (a *Attempt) decide() Decision {
 			// verification. The block itself is set by the attempt that
 			// reserved count limit+1.
 			d := a.d.lockouts[0]
-			return Decision{Verdict: Locked, Kind: a.ids[i].kind, Permanent: d == 0, RetryAfter: d, FailMode: a.failMode}
+			return Decision{Verdict: Locked, Kind: a.ids[i].kind, Permanent: d == 0, RetryAfter: d, Duration: d, FailMode: a.failMode}
 		}
 	}
 	return Decision{FailMode: a.failMode}
@@ -594,15 +594,14 @@ func (a *Attempt) Failed(ctx context.Context) Decision {
 				continue
 			}
 			ipStr := id.ipString()
-			val, _ := json.Marshal(blockValue{Count: count, Username: id.username, IP: ipStr})
 			req := backend.BlockRequest{
 				BlockKey:    a.keys[a.n+i],
-				Value:       val,
 				CounterKey:  a.keys[i],
 				LockoutsKey: id.key(d.prefix, slotLockouts),
 				Window:      d.cfg.AccessAttemptExpiration,
 				Durations:   d.lockouts,
 			}
+			req.Value = blockValueFor(count, id.username, ipStr)
 			start := d.now()
 			sctx, cancel := d.storeCtx(ctx)
 			res, err := backend.Block(sctx, a.store, req)
@@ -627,7 +626,7 @@ func (a *Attempt) Failed(ctx context.Context) Decision {
 			}
 			if dec.Verdict != Locked {
 				dec.Verdict, dec.Kind = Locked, id.kind
-				dec.Permanent, dec.RetryAfter = res.Duration == 0, res.Duration
+				dec.Permanent, dec.RetryAfter, dec.Duration = res.Duration == 0, res.Duration, res.Duration
 			}
 		}
 	}
@@ -641,6 +640,13 @@ func (a *Attempt) Failed(ctx context.Context) Decision {
 	}
 	a.record(false, dec.Verdict == Locked, dec.FailMode)
 	return dec
+}
+
+// blockValueFor encodes a block's value: the failure count and the display
+// form of the identity.
+func blockValueFor(count int64, username, ip string) []byte {
+	v, _ := json.Marshal(blockValue{Count: count, Username: username, IP: ip})
+	return v
 }
 
 func blockEvent(k Kind) EventKind {

@@ -26,8 +26,18 @@
 // N+1 gets the lockout response, and every later request is locked until
 // the block expires or an admin unblocks. A success resets the counters (or
 // refunds the reservation): it never counts as a failure. Check answers for
-// page views without counting. The HTTP middleware (Middleware) does all of
-// this for a login handler without its cooperation.
+// page views without counting.
+//
+// # HTTP
+//
+// NewMiddleware returns a Middleware whose Wrap protects any net/http login
+// handler without its cooperation, the way django-defender's watch_login
+// does: every request is checked, every POST is counted before the handler
+// runs, the handler's answer is classified (a redirect is a success,
+// anything else a failure, unless the handler says otherwise with
+// ReportSuccess or ReportFailure), and locked clients get the lockout
+// response: 429 with Retry-After, a redirect to LockoutURL, a template, or
+// JSON for clients that ask for it. ClientIP applies the proxy settings.
 //
 // # Identities
 //

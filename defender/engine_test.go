@@ -149,7 +149,7 @@ func TestLimitPlusOneGetsLockout(t *testing.T) {
 	if !verified {
 		t.Fatal("attempt 4 (limit+1) was not verified; it must be the last one verified")
 	}
-	if dec.Verdict != Locked || dec.RetryAfter != 300*time.Second {
+	if dec.Verdict != Locked || dec.RetryAfter != 300*time.Second || dec.Duration != 300*time.Second {
 		t.Fatalf("failure 4: %+v, want Locked for 300s", dec)
 	}
 	verified, dec = e.fail(l)

@@ -79,12 +79,15 @@ func (p *lockoutPage) data(dec Decision) map[string]any {
 	}
 }
 
-// cooloff estimates the duration of the block behind dec: 0 for a permanent
-// block, else the shortest configured lockout duration that covers the time
+// cooloff is the duration of the block behind dec: 0 for a permanent block,
+// dec.Duration when the engine knows it, else the shortest configured lockout duration that covers the time
 // remaining (the escalation list only grows in practice), else the longest.
 func (p *lockoutPage) cooloff(dec Decision) time.Duration {
 	if dec.Permanent {
 		return 0
+	}
+	if dec.Duration > 0 {
+		return dec.Duration
 	}
 	var best, longest time.Duration
 	for _, c := range p.cooloffs {

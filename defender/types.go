@@ -78,6 +78,11 @@ type Decision struct {
 	// Permanent. A burst refused before verification reports the cooloff
 	// of the first lockout.
 	RetryAfter time.Duration
+	// Duration is the block's full length, when known: on the Decision of
+	// the failure that set the block and of a burst refused before
+	// verification; 0 otherwise (the lockout page then estimates it from
+	// the escalation list and RetryAfter).
+	Duration time.Duration
 	// FailMode is set when the store failed and the fail mode decided
 	// (Verdict Unavailable for closed, Allow for open, the local store's
 	// answer for local).
