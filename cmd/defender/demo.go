@@ -288,6 +288,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", site.home)
 	mux.HandleFunc("/logout", site.logout)
+	mux.HandleFunc("/favicon.ico", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 
 	var cleanups []func()

@@ -685,3 +685,55 @@ func TestCleanup(t *testing.T) {
 		t.Fatalf("cleanup --audit: %d %s %s", r.code, r.stdout, r.stderr)
 	}
 }
+
+func TestDemoUsernameFormField(t *testing.T) {
+	d := startDemo(t, "", []string{"DEFENDER_USERNAME_FORM_FIELD=email", "DEFENDER_LOGIN_FAILURE_LIMIT=1"},
+		"--store", "memory://", "--user", "alice@example.com:wonderland", "--audit", "none")
+	c := client()
+	if r := do(t, c, "GET", d.URL+"/login", nil); !strings.Contains(r.body, `name="email"`) {
+		t.Fatalf("the form does not use the field: %s", r.body)
+	}
+	if r := do(t, c, "POST", d.URL+"/login", form("email", "alice@example.com", "password", "wonderland"), "Content-Type", formCT); r.code != 303 {
+		t.Fatalf("form login with email: %d", r.code)
+	}
+	r := do(t, c, "POST", d.URL+"/login", strings.NewReader(`{"email":"ALICE@example.com","password":"wonderland"}`), "Content-Type", "application/json")
+	if r.code != 303 {
+		t.Fatalf("JSON login with email: %d %s", r.code, r.body)
+	}
+	// The username counted is the email field: two failures lock it, from
+	// any address.
+	do(t, c, "POST", d.URL+"/login", form("email", "bob@example.com", "password", "x"), "Content-Type", formCT)
+	r = do(t, c, "POST", d.URL+"/login", form("email", "bob@example.com", "password", "x"), "Content-Type", formCT)
+	if r.code != 429 {
+		t.Fatalf("second failure: %d", r.code)
+	}
+	if !strings.Contains(d.stdout.String(), "audit:  none") {
+		t.Errorf("--audit none not printed: %s", d.stdout.String())
+	}
+	if _, err := os.Stat(filepath.Join(d.Dir, defaultAuditFile)); err == nil {
+		t.Error("--audit none wrote an audit file")
+	}
+}
+
+func TestDemoStopsOnSIGTERM(t *testing.T) {
+	d := startDemo(t, "", nil, "--store", "memory://", "--user", "alice:wonderland", "--audit", "none")
+	if r := do(t, client(), "GET", d.URL+"/favicon.ico", nil); r.code != 204 {
+		t.Fatalf("favicon: %d", r.code)
+	}
+	d.once.Do(func() {
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case d.exit = <-d.done:
+		case <-time.After(20 * time.Second):
+			d.cmd.Process.Kill()
+			d.exit = fmt.Errorf("still running 20s after SIGTERM")
+			<-d.done
+		}
+	})
+	if d.exit != nil {
+		t.Fatalf("SIGTERM: %v\n%s", d.exit, d.stderr.String())
+	}
+	if !strings.Contains(d.stderr.String(), "shutting down") {
+		t.Errorf("no shutdown log: %s", d.stderr.String())
+	}
+}
