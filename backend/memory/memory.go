@@ -87,19 +87,24 @@ type entry struct {
 	val  string // block value
 	n    int64  // counter value
 	exp  int64  // expiry, unix nanoseconds; 0 = never
+	h    uint64 // hash of key
+	next int32  // next slot whose key has the same hash, or -1
 	kind kind
 }
 
 func (e *entry) expired(now int64) bool { return e.exp != 0 && now >= e.exp }
 
-// shard is one lock's worth of the store: a map from key to slot index and a
-// slab of slots, so that updates never re-assign a map entry and never
-// allocate.
+// shard is one lock's worth of the store: a map from key hash to slot
+// index and a slab of slots, so that a key is hashed once per call (the
+// same hash picks the shard), updates never re-assign a map entry and
+// nothing allocates. Keys whose 64-bit hashes collide are chained through
+// entry.next.
 type shard struct {
 	mu   sync.Mutex
-	idx  map[string]int32 // nil after Close
+	idx  map[uint64]int32 // hash -> first slot; nil after Close
 	ents []entry
 	free []int32
+	n    int // keys held
 	max  int
 	// full is set when the shard is at its bound holding only blocks and
 	// lockout counters; new keys fail fast until fullUntil (0: until a
@@ -107,7 +112,7 @@ type shard struct {
 	full      bool
 	fullUntil int64
 	sweptAt   int64    // store clock of the last full sweep triggered by the bound
-	_         [32]byte // pad to 128 bytes: no false sharing between shards
+	_         [24]byte // pad to 128 bytes: no false sharing between shards
 }
 
 // Store is an in-process Backend with exact counts and a bound on the
@@ -176,7 +181,7 @@ func New(opts *Options) (*Store, error) {
 		if i < o.MaxKeys%n {
 			sh.max++
 		}
-		sh.idx = make(map[string]int32)
+		sh.idx = make(map[uint64]int32)
 	}
 	if o.SweepInterval > 0 {
 		go s.sweeper(o.SweepInterval)
@@ -198,8 +203,29 @@ func clockOf(now func() time.Time) func() int64 {
 	return func() int64 { return wall + int64(time.Since(base)) }
 }
 
-func (s *Store) shard(key string) *shard {
-	return &s.shards[maphash.String(s.seed, key)&s.mask]
+// locate returns the shard of key and the key's hash.
+func (s *Store) locate(key string) (*shard, uint64) {
+	h := maphash.String(s.seed, key)
+	return &s.shards[h&s.mask], h
+}
+
+// shardIndex returns the index of key's shard.
+func (s *Store) shardIndex(key string) int {
+	return int(maphash.String(s.seed, key) & s.mask)
+}
+
+// find returns the slot of key (whose hash is h) in sh. The caller holds
+// sh.mu.
+func (sh *shard) find(h uint64, key string) (int32, bool) {
+	i, ok := sh.idx[h]
+	for ok {
+		if sh.ents[i].key == key {
+			return i, true
+		}
+		i = sh.ents[i].next
+		ok = i >= 0
+	}
+	return 0, false
 }
 
 func (s *Store) check(ctx context.Context) error {
@@ -284,13 +310,13 @@ func (s *Store) Incr(ctx context.Context, keys []string, delta int64, ttl time.D
 // incr adds delta to the counter key under its shard lock. k is
 // kindPinned for lockout counters; a pinned counter stays pinned.
 func (s *Store) incr(key string, delta int64, ttl time.Duration, now int64, k kind) (int64, error) {
-	sh := s.shard(key)
+	sh, h := s.locate(key)
 	sh.mu.Lock()
 	if sh.idx == nil {
 		sh.mu.Unlock()
 		return 0, backend.ErrClosed
 	}
-	n, evicted, err := s.incrLocked(sh, key, delta, ttl, now, k)
+	n, evicted, err := s.incrLocked(sh, h, key, delta, ttl, now, k)
 	sh.mu.Unlock()
 	if evicted {
 		s.noteEviction()
@@ -300,8 +326,8 @@ func (s *Store) incr(key string, delta int64, ttl time.Duration, now int64, k ki
 
 // incrLocked is incr with sh (key's live shard) locked by the caller. It
 // reports whether a counter was evicted to make room.
-func (s *Store) incrLocked(sh *shard, key string, delta int64, ttl time.Duration, now int64, k kind) (int64, bool, error) {
-	if i, ok := sh.idx[key]; ok {
+func (s *Store) incrLocked(sh *shard, h uint64, key string, delta int64, ttl time.Duration, now int64, k kind) (int64, bool, error) {
+	if i, ok := sh.find(h, key); ok {
 		e := &sh.ents[i]
 		switch {
 		case e.expired(now):
@@ -316,7 +342,7 @@ func (s *Store) incrLocked(sh *shard, key string, delta int64, ttl time.Duration
 		e.exp = expiry(now, ttl)
 		return e.n, false, nil
 	}
-	e, evicted, err := s.insert(sh, key, now)
+	e, evicted, err := s.insert(sh, h, key, now)
 	if err != nil {
 		return 0, false, err
 	}
@@ -327,9 +353,9 @@ func (s *Store) incrLocked(sh *shard, key string, delta int64, ttl time.Duration
 // insert adds key (absent from sh) and returns its zeroed slot, making room
 // first when sh is at its bound. It reports whether a live counter was
 // evicted. The caller holds sh.mu.
-func (s *Store) insert(sh *shard, key string, now int64) (*entry, bool, error) {
+func (s *Store) insert(sh *shard, h uint64, key string, now int64) (*entry, bool, error) {
 	evicted := false
-	if len(sh.idx) >= sh.max {
+	if sh.n >= sh.max {
 		var err error
 		if evicted, err = s.makeRoom(sh, now); err != nil {
 			return nil, false, err
@@ -343,18 +369,38 @@ func (s *Store) insert(sh *shard, key string, now int64) (*entry, bool, error) {
 		sh.ents = append(sh.ents, entry{})
 		i = int32(len(sh.ents) - 1)
 	}
-	key = strings.Clone(key)
-	sh.idx[key] = i
 	e := &sh.ents[i]
-	e.key = key
+	e.key, e.h, e.next = strings.Clone(key), h, -1
+	if head, ok := sh.idx[h]; ok { // a hash collision: chain after the head
+		e.next = sh.ents[head].next
+		sh.ents[head].next = i
+	} else {
+		sh.idx[h] = i
+	}
+	sh.n++
 	return e, evicted, nil
 }
 
 // remove frees slot i of sh. The caller holds sh.mu.
 func (sh *shard) remove(i int32) {
-	delete(sh.idx, sh.ents[i].key)
-	sh.ents[i] = entry{}
+	e := &sh.ents[i]
+	if head := sh.idx[e.h]; head == i {
+		if e.next >= 0 {
+			sh.idx[e.h] = e.next
+		} else {
+			delete(sh.idx, e.h)
+		}
+	} else {
+		for p := head; ; p = sh.ents[p].next {
+			if sh.ents[p].next == i {
+				sh.ents[p].next = e.next
+				break
+			}
+		}
+	}
+	*e = entry{}
 	sh.free = append(sh.free, i)
+	sh.n--
 	sh.full = false
 }
 
@@ -384,7 +430,7 @@ func (s *Store) sweepShard(sh *shard, now int64) int {
 func (s *Store) makeRoom(sh *shard, now int64) (bool, error) {
 	if sh.full && (sh.fullUntil == 0 || now < sh.fullUntil) {
 		s.fullN.Add(1)
-		return false, fmt.Errorf("%w: memory: %d keys in shard, all blocks or lockout counts (MaxKeys %d)", backend.ErrFull, len(sh.idx), s.maxKeys)
+		return false, fmt.Errorf("%w: memory: %d keys in shard, all blocks or lockout counts (MaxKeys %d)", backend.ErrFull, sh.n, s.maxKeys)
 	}
 	if sh.sweptAt == 0 || now-sh.sweptAt >= fullSweepGap || now < sh.sweptAt {
 		sh.sweptAt = now
@@ -426,7 +472,7 @@ func (s *Store) makeRoom(sh *shard, now int64) (bool, error) {
 		}
 	}
 	s.fullN.Add(1)
-	return false, fmt.Errorf("%w: memory: %d keys in shard, all blocks or lockout counts (MaxKeys %d)", backend.ErrFull, len(sh.idx), s.maxKeys)
+	return false, fmt.Errorf("%w: memory: %d keys in shard, all blocks or lockout counts (MaxKeys %d)", backend.ErrFull, sh.n, s.maxKeys)
 }
 
 // better reports whether slot i is a better victim than slot best (-1: none):
@@ -485,7 +531,7 @@ func (s *Store) SetBlock(ctx context.Context, key string, value []byte, ttl time
 }
 
 func (s *Store) setBlock(key, val string, ttl time.Duration, now int64) error {
-	sh := s.shard(key)
+	sh, h := s.locate(key)
 	sh.mu.Lock()
 	if sh.idx == nil {
 		sh.mu.Unlock()
@@ -493,11 +539,11 @@ func (s *Store) setBlock(key, val string, ttl time.Duration, now int64) error {
 	}
 	var e *entry
 	evicted := false
-	if i, ok := sh.idx[key]; ok {
+	if i, ok := sh.find(h, key); ok {
 		e = &sh.ents[i]
 	} else {
 		var err error
-		if e, evicted, err = s.insert(sh, key, now); err != nil {
+		if e, evicted, err = s.insert(sh, h, key, now); err != nil {
 			sh.mu.Unlock()
 			return err
 		}
@@ -512,20 +558,20 @@ func (s *Store) setBlock(key, val string, ttl time.Duration, now int64) error {
 
 // lookup returns the entry of key as Get would, removing it when expired.
 func (s *Store) lookup(key string, now int64) (backend.Entry, error) {
-	sh := s.shard(key)
+	sh, h := s.locate(key)
 	sh.mu.Lock()
 	if sh.idx == nil {
 		sh.mu.Unlock()
 		return backend.Entry{}, backend.ErrClosed
 	}
-	out := s.lookupLocked(sh, key, now)
+	out := s.lookupLocked(sh, h, key, now)
 	sh.mu.Unlock()
 	return out, nil
 }
 
 // lookupLocked is lookup with sh (key's live shard) locked by the caller.
-func (s *Store) lookupLocked(sh *shard, key string, now int64) backend.Entry {
-	i, ok := sh.idx[key]
+func (s *Store) lookupLocked(sh *shard, h uint64, key string, now int64) backend.Entry {
+	i, ok := sh.find(h, key)
 	if !ok {
 		return backend.Entry{Key: key}
 	}
@@ -591,13 +637,13 @@ func (s *Store) Delete(ctx context.Context, keys ...string) error {
 }
 
 func (s *Store) delete(key string) error {
-	sh := s.shard(key)
+	sh, h := s.locate(key)
 	sh.mu.Lock()
 	if sh.idx == nil {
 		sh.mu.Unlock()
 		return backend.ErrClosed
 	}
-	if i, ok := sh.idx[key]; ok {
+	if i, ok := sh.find(h, key); ok {
 		sh.remove(i)
 	}
 	sh.mu.Unlock()
@@ -635,11 +681,14 @@ func (s *Store) Reserve(ctx context.Context, r *backend.Reservation) error {
 	noted := false // a counter was evicted: log after the locks
 	for i := 0; i < nb || i < nc; i++ {
 		bi, ci := -1, -1
+		var bh, ch uint64
 		if i < nb {
-			bi = s.shardIndex(r.Blocks[i])
+			bh = maphash.String(s.seed, r.Blocks[i])
+			bi = int(bh & s.mask)
 		}
 		if i < nc {
-			ci = s.shardIndex(r.Counters[i])
+			ch = maphash.String(s.seed, r.Counters[i])
+			ci = int(ch & s.mask)
 		}
 		lo, hi := bi, ci
 		if lo > hi {
@@ -656,7 +705,7 @@ func (s *Store) Reserve(ctx context.Context, r *backend.Reservation) error {
 			return backend.ErrClosed
 		}
 		if bi >= 0 {
-			if e := s.lookupLocked(&s.shards[bi], r.Blocks[i], now); e.Found {
+			if e := s.lookupLocked(&s.shards[bi], bh, r.Blocks[i], now); e.Found {
 				s.unlockPair(lo, hi)
 				r.Blocked, r.Block = i, e
 				s.refund(r.Counters[:min(i, nc)], r.TTL, now)
@@ -665,7 +714,7 @@ func (s *Store) Reserve(ctx context.Context, r *backend.Reservation) error {
 			}
 		}
 		if ci >= 0 {
-			n, evicted, err := s.incrLocked(&s.shards[ci], r.Counters[i], 1, r.TTL, now, kindCounter)
+			n, evicted, err := s.incrLocked(&s.shards[ci], ch, r.Counters[i], 1, r.TTL, now, kindCounter)
 			if err != nil {
 				s.unlockPair(lo, hi)
 				return err
@@ -683,10 +732,6 @@ func (s *Store) Reserve(ctx context.Context, r *backend.Reservation) error {
 	return nil
 }
 
-func (s *Store) shardIndex(key string) int {
-	return int(maphash.String(s.seed, key) & s.mask)
-}
-
 func (s *Store) unlockPair(lo, hi int) {
 	if hi != lo {
 		s.shards[hi].mu.Unlock()
@@ -701,10 +746,10 @@ func (s *Store) unlockPair(lo, hi int) {
 // flood leaves no keys behind.
 func (s *Store) refund(counters []string, ttl time.Duration, now int64) {
 	for _, key := range counters {
-		sh := s.shard(key)
+		sh, h := s.locate(key)
 		sh.mu.Lock()
 		if sh.idx != nil {
-			if i, ok := sh.idx[key]; ok {
+			if i, ok := sh.find(h, key); ok {
 				if e := &sh.ents[i]; e.kind == kindCounter || e.kind == kindPinned {
 					e.n--
 					e.exp = expiry(now, ttl)
@@ -811,7 +856,7 @@ func (s *Store) Stats() Stats {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		st.Keys += len(sh.idx)
+		st.Keys += sh.n
 		sh.mu.Unlock()
 	}
 	return st
@@ -828,7 +873,7 @@ func (s *Store) Close() error {
 		for i := range s.shards {
 			sh := &s.shards[i]
 			sh.mu.Lock()
-			sh.idx, sh.ents, sh.free = nil, nil, nil
+			sh.idx, sh.ents, sh.free, sh.n = nil, nil, nil, 0
 			sh.mu.Unlock()
 		}
 	})

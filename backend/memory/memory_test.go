@@ -1097,3 +1097,42 @@ func TestReserveLogsEviction(t *testing.T) {
 		t.Fatalf("%+v %s", st, logbuf.String())
 	}
 }
+
+// TestHashCollisions chains keys whose 64-bit hashes collide (forced here:
+// with a random seed they practically never do) and removes them from the
+// head, the middle and the end of a chain.
+func TestHashCollisions(t *testing.T) {
+	for _, order := range [][]string{{"a", "b", "c"}, {"b", "a", "c"}, {"c", "b", "a"}, {"b", "c", "a"}} {
+		s, _ := openClock(t, 32)
+		sh := &s.shards[0]
+		sh.mu.Lock()
+		for _, k := range []string{"a", "b", "c"} {
+			e, _, err := s.insert(sh, 42, k, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.kind, e.n = kindCounter, int64(k[0])
+		}
+		if _, ok := sh.find(42, "d"); ok {
+			t.Fatal("found an absent key in the chain")
+		}
+		left := map[string]bool{"a": true, "b": true, "c": true}
+		for _, k := range order {
+			i, ok := sh.find(42, k)
+			if !ok || sh.ents[i].n != int64(k[0]) {
+				t.Fatalf("%v: %s not found", order, k)
+			}
+			sh.remove(i)
+			delete(left, k)
+			for k2 := range left {
+				if i, ok := sh.find(42, k2); !ok || sh.ents[i].key != k2 {
+					t.Fatalf("%v: after removing %s, %s is lost", order, k, k2)
+				}
+			}
+		}
+		if len(sh.idx) != 0 || sh.n != 0 {
+			t.Fatalf("%v: %d map entries, %d keys left", order, len(sh.idx), sh.n)
+		}
+		sh.mu.Unlock()
+	}
+}
