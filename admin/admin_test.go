@@ -692,6 +692,12 @@ func TestPagination(t *testing.T) {
 	if len(seen) != len(want) {
 		t.Fatalf("HTML pages showed %d of %d", len(seen), len(want))
 	}
+	if code, body := e.get("api/blocks?limit=5000"); code != 200 || strings.Count(body, `"kind"`) != 23 {
+		t.Fatalf("limit over the maximum: %d %s", code, body)
+	}
+	if code, body := e.get("api/attempts?limit=5000"); code != 404 {
+		t.Fatalf("attempts without a sink: %d %s", code, body)
+	}
 	for _, bad := range []string{"0", "-1", "x"} {
 		resp := e.do("GET", "api/blocks?limit="+bad, nil, nil, false)
 		readBody(t, resp)
