@@ -73,3 +73,28 @@ func BenchmarkReserve(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkFlood measures a failure flood with fsync on: g concurrent
+// attempts, each a Reserve that counts (the writes group-committed). The
+// attempts/s metric is the sustained throughput.
+func BenchmarkFlood(b *testing.B) {
+	ctx := context.Background()
+	for _, g := range []int{16, 64, 256} {
+		b.Run("concurrency"+strconv.Itoa(g), func(b *testing.B) {
+			s := open(b, &Options{SweepInterval: -1})
+			b.SetParallelism((g + 1) / 2) // GOMAXPROCS is 2 here; the exact count matters less than the order
+			b.ReportAllocs()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				r := attemptKeys()
+				for pb.Next() {
+					if err := s.Reserve(ctx, r); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "attempts/s")
+		})
+	}
+}
