@@ -354,6 +354,9 @@ func (s *Store) flushIndex(pending map[int]map[string]int64) error {
 
 // flush waits until every counter index update queued before it is written.
 func (s *Store) flush(ctx context.Context) error {
+	if s.closed.Load() {
+		return backend.ErrClosed
+	}
 	done := make(chan error, 1)
 	select {
 	case s.ixq <- ixReq{done: done}:
@@ -367,6 +370,8 @@ func (s *Store) flush(ctx context.Context) error {
 		return err
 	case <-ctx.Done():
 		return unavailable(ctx, "scan", ctx.Err())
+	case <-s.stop:
+		return backend.ErrClosed
 	}
 }
 

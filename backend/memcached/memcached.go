@@ -52,6 +52,10 @@ const maxRelative = 30 * 24 * 60 * 60
 // make it retry; reaching the bound returns ErrUnavailable (nothing written).
 const maxCASAttempts = 64
 
+// testHookBeforeWrite, when set by a test, runs before a counter's "add" or
+// "cas", to let a test lose the race deterministically.
+var testHookBeforeWrite func(s *Store, key string)
+
 // stripes is the number of in-process locks that serialise the
 // compare-and-swap loops of keys hashing to them.
 const stripes = 1024
@@ -353,7 +357,11 @@ func checkKeys(keys []string) error {
 // unavailable wraps a client error as backend.ErrUnavailable, and ctx.Err()
 // too when the context ended meanwhile.
 func unavailable(ctx context.Context, op string, err error) error {
-	if cerr := ctx.Err(); cerr != nil {
+	cerr := ctx.Err()
+	if dl, ok := ctx.Deadline(); ok && cerr == nil && !time.Now().Before(dl) {
+		cerr = context.DeadlineExceeded // passed, its timer not yet run
+	}
+	if cerr != nil {
 		return fmt.Errorf("memcached: %s: %w: %w (%v)", op, backend.ErrUnavailable, cerr, err)
 	}
 	return fmt.Errorf("memcached: %s: %w: %v", op, backend.ErrUnavailable, err)
@@ -585,6 +593,9 @@ func (s *Store) incrOne(ctx context.Context, key string, it *memcache.Item, delt
 		}
 		newIx, reindex := indexPlan(ix, exp, secs)
 		item := &memcache.Item{Key: pk, Value: encodeCounter(exp, newIx, n), Flags: flagCounter, Expiration: expiration}
+		if testHookBeforeWrite != nil {
+			testHookBeforeWrite(s, key)
+		}
 		var err error
 		if it == nil {
 			err = s.c.Add(item)
