@@ -12,6 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
+	driver "go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
 	"github.com/go-defender/defender/auditlog"
 	"github.com/go-defender/defender/auditlog/mongo"
 	"github.com/go-defender/defender/internal/testserver"
@@ -49,6 +53,7 @@ func TestOpenURL(t *testing.T) {
 		{uri + "?collection=", false, "collection is empty"},
 		{"mongodb://user:s3cret@127.0.0.1:1/db?authMechanism=NOPE", false, "NOPE"},
 		{"mongodb://user:s3cret@/db", false, ""},
+		{"mongodb://user:s3cret@127.0.0.1:1/?heartbeatFrequencyMS=100", false, "heartbeat"},
 	}
 	for _, c := range cases {
 		t.Run(c.url, func(t *testing.T) {
@@ -254,4 +259,44 @@ type testWriter struct{ t testing.TB }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// TestServerStops: a sink whose server goes away fails fast with
+// ErrUnavailable and works again once the server is back.
+func TestServerStops(t *testing.T) {
+	srv := testserver.StartMongoServer(t)
+	s := open(t, srv.URI, mongo.Options{Timeout: 3 * time.Second})
+	now := time.Now().UTC()
+	r := auditlog.Record{ID: auditlog.NewID(now), Time: now, Username: "\xffinvalid utf-8"}
+	err := s.Write(ctx(t), []auditlog.Record{r})
+	t.Logf("Write of invalid UTF-8: %v", err)
+	r.ID, r.Username = auditlog.NewID(now), "ok"
+	if err := s.Write(ctx(t), []auditlog.Record{r}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	if _, err := s.Query(ctx(t), auditlog.Filter{}); !errors.Is(err, auditlog.ErrUnavailable) {
+		t.Errorf("Query with the server stopped = %v", err)
+	}
+	if _, err := s.DeleteBefore(ctx(t), now); !errors.Is(err, auditlog.ErrUnavailable) {
+		t.Errorf("DeleteBefore with the server stopped = %v", err)
+	}
+	srv.Start()
+	got, err := s.Query(ctx(t), auditlog.Filter{Username: "ok"})
+	if err != nil || len(got) != 1 {
+		t.Errorf("Query after the restart = %v, %v", got, err)
+	}
+	// A document someone else put in the collection, that is not a record.
+	client, err := driver.Connect(options.Client().ApplyURI(srv.URI))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Disconnect(context.Background())
+	db := strings.TrimPrefix(srv.URI[strings.LastIndex(srv.URI, "/"):], "/")
+	if _, err := client.Database(db).Collection(mongo.DefaultCollection).InsertOne(ctx(t), bson.D{{Key: "_id", Value: "zzz"}, {Key: "time", Value: now}, {Key: "username", Value: 42}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Query(ctx(t), auditlog.Filter{}); !errors.Is(err, auditlog.ErrUnavailable) {
+		t.Errorf("Query over a foreign document = %v, want a decoding error", err)
+	}
 }
