@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -195,6 +196,10 @@ func runCleanup(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if raw == "" {
 		if raw, err = defaultAuditURL(); err != nil {
 			return err
+		}
+		if _, err := os.Stat(defaultAuditFile); errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(stdout, "no audit log here (%s does not exist; set --audit or DEFENDER_AUDIT_URL): nothing to clean\n", defaultAuditFile)
+			return nil
 		}
 	}
 	if raw == "none" {

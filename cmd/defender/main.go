@@ -29,6 +29,7 @@ import (
 
 	"github.com/go-defender/defender/auditlog"
 	"github.com/go-defender/defender/backend"
+	"github.com/go-defender/defender/backend/bolt"
 	"github.com/go-defender/defender/defender"
 )
 
@@ -174,6 +175,9 @@ func openStore(ctx context.Context, rawURL, setting string) (backend.Backend, er
 	if err != nil {
 		if errors.Is(err, backend.ErrInvalidURL) {
 			return nil, fmt.Errorf("%s: %w", setting, err)
+		}
+		if errors.Is(err, bolt.ErrLocked) {
+			return nil, fmt.Errorf("opening store %s: %w (a running demo holds it: stop it first, or share a Redis store)", backend.Redact(rawURL), err)
 		}
 		return nil, fmt.Errorf("opening store %s: %w", backend.Redact(rawURL), err)
 	}

@@ -646,10 +646,15 @@ func TestDefaultBoltStorePersists(t *testing.T) {
 	if r := d.login(t, c, "alice", "x"); r.code != 429 {
 		t.Fatalf("not locked: %d", r.code)
 	}
+	// While the demo holds the bolt file, blocks says so (exit 1, no hang).
+	r := runCLI(t, dir, nil, "blocks")
+	if r.code != 1 || !strings.Contains(r.stderr, "stop it first") {
+		t.Fatalf("blocks on a held bolt file: %d %q", r.code, r.stderr)
+	}
 	if err := d.stop(); err != nil {
 		t.Fatalf("stop: %v\n%s", err, d.stderr.String())
 	}
-	r := runCLI(t, dir, nil, "blocks")
+	r = runCLI(t, dir, nil, "blocks")
 	if r.code != 0 || !strings.Contains(r.stdout, "127.0.0.1") || !strings.Contains(r.stdout, "alice") {
 		t.Fatalf("blocks after restart: %d %s %s", r.code, r.stdout, r.stderr)
 	}
@@ -679,6 +684,14 @@ func TestCleanup(t *testing.T) {
 	r := runCLI(t, dir, []string{"DEFENDER_AUDIT_URL=file://" + path}, "cleanup")
 	if r.code != 0 || !strings.Contains(r.stdout, "deleted 2 access attempt(s) older than 24h0m0s") {
 		t.Fatalf("cleanup: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	empty := t.TempDir()
+	r = runCLI(t, empty, nil, "cleanup")
+	if r.code != 0 || !strings.Contains(r.stdout, "nothing to clean") {
+		t.Fatalf("cleanup without an audit log: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(empty, defaultAuditFile)); err == nil {
+		t.Fatal("cleanup created the default audit file")
 	}
 	r = runCLI(t, dir, []string{"DEFENDER_ACCESS_ATTEMPT_EXPIRATION=0.5"}, "cleanup", "--audit", "file://"+path)
 	if r.code != 0 || !strings.Contains(r.stdout, "deleted 1 access attempt(s)") {
