@@ -57,8 +57,7 @@
 //	lone failure latency  12.5-13.4 ms   1.1-2.2 ms
 //
 // As with DB.Batch, a write that fails (for example Incr on a key that
-// holds a block) is taken out and the
-// others are committed without it.
+// holds a block) is taken out and the others are committed without it.
 //
 // # Durability and locking
 //
