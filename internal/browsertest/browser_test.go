@@ -275,6 +275,9 @@ func TestLockoutAdminUnblockLogin(t *testing.T) {
 		if txt := bodyText(t, ctx); !strings.Contains(txt, "Wrong username or password.") {
 			t.Fatalf("failure %d: page says %q", i, txt)
 		}
+		if i == 1 {
+			saveScreenshot(t, ctx, "login-error.png")
+		}
 	}
 	if err := tryLogin(ctx, base, "alice", "wrong"); err != nil {
 		t.Fatal(err)
