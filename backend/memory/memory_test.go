@@ -1136,3 +1136,15 @@ func TestHashCollisions(t *testing.T) {
 		sh.mu.Unlock()
 	}
 }
+
+// FuzzValidKey checks the word-at-a-time key check against backend.CheckKey.
+func FuzzValidKey(f *testing.F) {
+	for _, s := range []string{"", "a", "defender:f:ip:203.0.113.7", "a b", "\x7f", "\x80abcdefgh", strings.Repeat("~", 201)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, k string) {
+		if got, want := validKey(k), backend.CheckKey(k) == nil; got != want {
+			t.Fatalf("validKey(%q) = %v, CheckKey says %v", k, got, want)
+		}
+	})
+}
