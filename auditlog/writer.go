@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
 
 // Default WriterOptions values.
@@ -196,7 +198,9 @@ func NewWriter(sink Sink, opts WriterOptions) (*Writer, error) {
 }
 
 // Record accepts r for delivery and returns at once. It fills in a missing
-// ID (NewID) and Time (now) and truncates the fields to their bounds. When
+// ID (NewID) and Time (now), replaces invalid UTF-8 with U+FFFD (so that
+// every sink stores the same string) and truncates the fields to their
+// bounds. When
 // the queue is full, r is appended to the spool (a write(2), no fsync);
 // when that fails too (spool full or broken) or the Writer is closed, r is
 // counted in Stats.Dropped and an error is logged.
@@ -207,6 +211,11 @@ func (w *Writer) Record(r Record) {
 	r.Time = r.Time.UTC()
 	if r.ID == "" {
 		r.ID = NewID(r.Time)
+	}
+	for _, f := range []*string{&r.IP, &r.Username, &r.UserAgent, &r.Path, &r.Accept, &r.FailMode} {
+		if !utf8.ValidString(*f) {
+			*f = strings.ToValidUTF8(*f, "\uFFFD")
+		}
 	}
 	r = r.Truncate()
 	w.mu.RLock()
@@ -415,10 +424,12 @@ func (w *Writer) replay() {
 	if err := w.write(recs); err != nil {
 		return
 	}
+	// Count before ack lowers Pending, so that a Flush that sees nothing
+	// pending also sees the delivery.
+	w.delivered.Add(uint64(len(recs)))
 	if err := w.spool.ack(); err != nil {
 		w.failed(fmt.Errorf("updating spool: %w", err), false)
 	}
-	w.delivered.Add(uint64(len(recs)))
 }
 
 // write calls the sink with the write timeout, tracking its health.

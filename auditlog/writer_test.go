@@ -216,6 +216,11 @@ func TestWriterFillsAndTruncates(t *testing.T) {
 	if len(r.ID) != 32 || r.Time.Before(before.Truncate(time.Millisecond)) {
 		t.Errorf("ID %q, Time %v: want a new ID and the current time", r.ID, r.Time)
 	}
+	w.Record(auditlog.Record{Username: "a\xffb", Time: time.Now()})
+	flush(t, w)
+	if got, _ := e.sink.Query(context.Background(), auditlog.Filter{Username: "a\uFFFDb"}); len(got) != 1 {
+		t.Errorf("invalid UTF-8 was not replaced by U+FFFD: %v", got)
+	}
 	if len(r.Username) > auditlog.MaxUsername || len(r.UserAgent) != auditlog.MaxUserAgent || len(r.Path) != auditlog.MaxPath || len(r.Accept) != auditlog.MaxAccept {
 		t.Errorf("field lengths %d %d %d %d exceed the bounds", len(r.Username), len(r.UserAgent), len(r.Path), len(r.Accept))
 	}

@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -429,7 +428,7 @@ func (s *Sink) Close() error {
 }
 
 // String describes the sink for logs.
-func (s *Sink) String() string { return "file:" + strings.TrimPrefix(s.path, "file:") }
+func (s *Sink) String() string { return "file:" + s.path }
 
 // idSet remembers the last n IDs added.
 type idSet struct {
