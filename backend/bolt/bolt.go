@@ -48,15 +48,15 @@ type Options struct {
 	// process before it fails with ErrLocked. 0 means DefaultTimeout; a
 	// negative value means do not wait.
 	Timeout time.Duration
-	// MaxBatchDelay and MaxBatchSize tune write coalescing (group
-	// commit): the writes queued while a transaction commits are
-	// committed together, in one transaction and one fsync, at most
-	// MaxBatchSize (0: DefaultMaxBatchSize) per transaction. MaxBatchDelay
-	// (default 0) makes the committer wait that long before each
-	// transaction, to gather more writes at the cost of latency; it is
-	// rarely useful, since a flood gathers writes during each fsync.
+	// MaxBatchDelay makes the committer wait that long before each write
+	// transaction, to gather more writes at the cost of latency. Default
+	// 0: writes are group-committed as they come (the writes queued while
+	// one transaction commits share the next), which is rarely worth
+	// changing. Negative is an error.
 	MaxBatchDelay time.Duration
-	MaxBatchSize  int
+	// MaxBatchSize bounds the writes committed in one transaction. 0
+	// means DefaultMaxBatchSize; negative is an error.
+	MaxBatchSize int
 	// SweepInterval is how often a background goroutine deletes expired
 	// keys. 0 means DefaultSweepInterval; negative starts no sweeper
 	// (expired keys are then invisible but stay on disk until Sweep).
