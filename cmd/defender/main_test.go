@@ -750,3 +750,17 @@ func TestDemoStopsOnSIGTERM(t *testing.T) {
 		t.Errorf("no shutdown log: %s", d.stderr.String())
 	}
 }
+
+func TestDemoPermanentLockout(t *testing.T) {
+	d := memoryDemo(t, "DEFENDER_LOGIN_FAILURE_LIMIT=1", "DEFENDER_LOCKOUT_COOLOFF_TIME=0", "DEFENDER_LOCKOUT_STATUS=403")
+	c := client()
+	d.login(t, c, "alice", "wrong")
+	r := d.login(t, c, "alice", "wrong")
+	if r.code != 403 || r.hdr.Get("Retry-After") != "" {
+		t.Fatalf("permanent block: %d Retry-After=%q", r.code, r.hdr.Get("Retry-After"))
+	}
+	r = do(t, c, "GET", d.URL+"/admin/defender/api/blocks", nil, "auth", "root:hunter2")
+	if !strings.Contains(r.body, `"permanent":true`) || !strings.Contains(r.body, `"seconds_remaining":0`) {
+		t.Fatalf("api/blocks: %s", r.body)
+	}
+}
