@@ -265,3 +265,30 @@ func TestClusterUnavailable(t *testing.T) {
 		t.Errorf("Reserve on a dead cluster: %v", err)
 	}
 }
+
+// TestClusterScriptErrors: a script error in one slot of a pipelined call
+// is returned (not ErrUnavailable); the ordered fallbacks report errors.
+func TestClusterScriptErrors(t *testing.T) {
+	rc := testserver.StartRedisCluster(t, 3, 0)
+	cc := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: rc.Addrs(), ContextTimeoutEnabled: true})
+	t.Cleanup(func() { _ = cc.Close() })
+	s := New(cc, &Options{Prefix: "e:"})
+	a, b := crossSlot(t, rc, "e:")
+	ctx := tctx(t)
+	if err := cc.HSet(ctx, "e:"+b+":h", "f", "v").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Incr(ctx, []string{a + ":c", b + ":h"}, 1, 0); err == nil || errors.Is(err, backend.ErrUnavailable) {
+		t.Errorf("cross-slot Incr on a hash: %v", err)
+	}
+	// The ordered Reserve fallback: Incr fails, then Get fails.
+	if err := s.Reserve(ctx, &backend.Reservation{Blocks: []string{a + ":b"}, Counters: []string{b + ":h"}}); err == nil {
+		t.Error("Reserve fallback with a hash counter: no error")
+	}
+	if err := s.Reserve(ctx, &backend.Reservation{Blocks: []string{b + ":h"}, Counters: []string{a + ":c2"}}); err == nil {
+		t.Error("Reserve fallback with a hash block: no error")
+	}
+	if v := cc.Get(ctx, "e:"+a+":c2").Val(); v != "1" {
+		t.Logf("counter after a failed read: %q (the attempt stays counted)", v)
+	}
+}

@@ -177,13 +177,10 @@ func (s *Store) Incr(ctx context.Context, keys []string, delta int64, ttl time.D
 // ints reads an array of n integers from cmd.
 func ints(cmd *goredis.Cmd, n int) ([]int64, error) {
 	vals, err := cmd.Int64Slice()
-	if err != nil {
-		return nil, err
+	if err == nil && len(vals) != n {
+		err = fmt.Errorf("script returned %d values for %d keys", len(vals), n)
 	}
-	if len(vals) != n {
-		return nil, fmt.Errorf("script returned %d values for %d keys", len(vals), n)
-	}
-	return vals, nil
+	return vals, err
 }
 
 // SetBlock implements backend.Backend with SET key value PX ttl (plain SET
@@ -238,11 +235,11 @@ func (s *Store) get(ctx context.Context, keys []string, out []backend.Entry) err
 	}
 	for i, g := range gs {
 		vals, err := calls[i].cmd.Slice()
+		if err == nil && len(vals) != 2*len(g.idx) {
+			err = fmt.Errorf("get script returned %d values for %d keys", len(vals), len(g.idx))
+		}
 		if err != nil {
 			return err
-		}
-		if len(vals) != 2*len(g.idx) {
-			return fmt.Errorf("get script returned %d values for %d keys", len(vals), len(g.idx))
 		}
 		for j, at := range g.idx {
 			e := backend.Entry{Key: keys[at]}
@@ -316,6 +313,7 @@ func (s *Store) Reserve(ctx context.Context, r *backend.Reservation) error {
 		return s.reserveSteps(ctx, r)
 	}
 	calls := make([]*call, len(gs))
+	gbs := make([]int, len(gs)) // blocks per group
 	ttl := ms(r.TTL)
 	for i, g := range gs {
 		// A group's keys are in input order: its blocks come first.
@@ -323,6 +321,7 @@ func (s *Store) Reserve(ctx context.Context, r *backend.Reservation) error {
 		for gb < len(g.idx) && g.idx[gb] < nb {
 			gb++
 		}
+		gbs[i] = gb
 		calls[i] = &call{keys: g.keys, args: []any{gb, ttl}, write: len(g.idx) > gb}
 	}
 	if err := s.run(ctx, reserveScript, calls); err != nil {
@@ -332,34 +331,23 @@ func (s *Store) Reserve(ctx context.Context, r *backend.Reservation) error {
 	var incremented []string
 	for i, g := range gs {
 		vals, err := calls[i].cmd.Slice()
-		if err != nil || len(vals) == 0 {
-			return s.wrap("reserve", fmt.Errorf("bad reserve reply %v: %v", vals, err))
+		if err != nil {
+			return s.wrap("reserve", err)
 		}
-		first, _ := vals[0].(int64)
-		if first > 0 {
-			if len(vals) != 3 {
-				return s.wrap("reserve", fmt.Errorf("bad reserve reply %v", vals))
-			}
-			at := g.idx[first-1]
-			if r.Blocked == -1 || at < r.Blocked {
-				v, _ := vals[1].(string)
-				t, _ := vals[2].(int64)
+		blocked, value, t, n, err := reserveReply(vals, gbs[i], len(g.idx)-gbs[i])
+		if err != nil {
+			return s.wrap("reserve", err)
+		}
+		if blocked >= 0 {
+			if at := g.idx[blocked]; r.Blocked == -1 || at < r.Blocked {
 				r.Blocked = at
-				r.Block = backend.Entry{Key: all[at], Found: true, Value: []byte(v), TTL: pttl(t)}
+				r.Block = backend.Entry{Key: all[at], Found: true, Value: []byte(value), TTL: pttl(t)}
 			}
 			continue
 		}
-		n := 0
-		for j, at := range g.idx {
-			if at < nb {
-				continue
-			}
-			if 1+n >= len(vals) {
-				return s.wrap("reserve", fmt.Errorf("bad reserve reply %v", vals))
-			}
-			counts[at-nb], _ = vals[1+n].(int64)
-			incremented = append(incremented, g.keys[j])
-			n++
+		for k, at := range g.idx[gbs[i]:] {
+			counts[at-nb] = n[k]
+			incremented = append(incremented, g.keys[gbs[i]+k])
 		}
 	}
 	if r.Blocked >= 0 {
@@ -372,6 +360,43 @@ func (s *Store) Reserve(ctx context.Context, r *backend.Reservation) error {
 	}
 	r.Counts = append(r.Counts, counts...)
 	return nil
+}
+
+// reserveReply decodes the reserve script's reply for a group of nb blocks
+// and nc counters: the index in the group of the block found (or -1), its
+// value and PTTL, or the nc counters' new values.
+func reserveReply(vals []any, nb, nc int) (blocked int, value string, ttl int64, counts []int64, err error) {
+	bad := func() (int, string, int64, []int64, error) {
+		return -1, "", 0, nil, fmt.Errorf("bad reserve script reply %v", vals)
+	}
+	if len(vals) == 0 {
+		return bad()
+	}
+	first, ok := vals[0].(int64)
+	if !ok || first < 0 || first > int64(nb) {
+		return bad()
+	}
+	if first > 0 {
+		if len(vals) != 3 {
+			return bad()
+		}
+		v, ok1 := vals[1].(string)
+		t, ok2 := vals[2].(int64)
+		if !ok1 || !ok2 {
+			return bad()
+		}
+		return int(first - 1), v, t, nil, nil
+	}
+	if len(vals) != 1+nc {
+		return bad()
+	}
+	counts = make([]int64, nc)
+	for i, x := range vals[1:] {
+		if counts[i], ok = x.(int64); !ok {
+			return bad()
+		}
+	}
+	return -1, "", 0, counts, nil
 }
 
 // pairsShareSlot reports whether Blocks[i] and Counters[i] are in one
@@ -392,40 +417,16 @@ func pairsShareSlot(gs []group, nb, nc int) bool {
 	return true
 }
 
+// coreOnly hides the Reserver and Blocker methods of a Store, so that the
+// package functions backend.Reserve and backend.Block use their ordered
+// fallbacks on the core methods.
+type coreOnly struct{ backend.Backend }
+
 // reserveSteps is Reserve for a cluster when some Blocks[i] and Counters[i]
-// are in different slots: increment every counter, then read the blocks,
-// then refund when one exists (two or three round trips).
+// are in different slots: backend.Reserve's fallback (increment every
+// counter, then read the blocks, then refund when one exists).
 func (s *Store) reserveSteps(ctx context.Context, r *backend.Reservation) error {
-	var counts []int64
-	if len(r.Counters) > 0 {
-		var err error
-		if counts, err = s.Incr(ctx, r.Counters, 1, r.TTL); err != nil {
-			return err
-		}
-	}
-	if len(r.Blocks) > 0 {
-		es, err := s.Get(ctx, r.Blocks)
-		if err != nil {
-			return err
-		}
-		for i, e := range es {
-			if e.Found {
-				r.Blocked, r.Block = i, e
-				if len(r.Counters) > 0 {
-					pk := make([]string, len(r.Counters))
-					for j, k := range r.Counters {
-						pk[j] = s.key(k)
-					}
-					if err := s.refund(ctx, pk); err != nil {
-						return s.wrap("reserve: refund", err)
-					}
-				}
-				return nil
-			}
-		}
-	}
-	r.Counts = append(r.Counts, counts...)
-	return nil
+	return backend.Reserve(ctx, coreOnly{s}, r)
 }
 
 // refund takes back one increment of each of the (prefixed) counters.
@@ -485,21 +486,8 @@ func (s *Store) Block(ctx context.Context, req backend.BlockRequest) (backend.Bl
 	return backend.BlockResult{Lockouts: vals[0], Duration: time.Duration(vals[1]) * time.Millisecond}, nil
 }
 
-// blockSteps is Block for keys in different hash slots.
+// blockSteps is Block for keys in different hash slots: backend.Block's
+// fallback (Incr, SetBlock, Delete, in that order).
 func (s *Store) blockSteps(ctx context.Context, req backend.BlockRequest) (backend.BlockResult, error) {
-	n, err := s.Incr(ctx, []string{req.LockoutsKey}, 1, req.Window)
-	if err != nil {
-		return backend.BlockResult{}, err
-	}
-	res := backend.BlockResult{Lockouts: n[0], Duration: backend.Escalate(req.Durations, n[0])}
-	res.Duration = time.Duration(ms(res.Duration)) * time.Millisecond
-	if err := s.SetBlock(ctx, req.BlockKey, req.Value, res.Duration); err != nil {
-		return res, err
-	}
-	if req.CounterKey != "" {
-		if err := s.Delete(ctx, req.CounterKey); err != nil {
-			return res, err
-		}
-	}
-	return res, nil
+	return backend.Block(ctx, coreOnly{s}, req)
 }
