@@ -715,8 +715,10 @@ func (s *Store) Reserve(ctx context.Context, r *backend.Reservation) error {
 		}
 		if ci >= 0 {
 			n, evicted, err := s.incrLocked(&s.shards[ci], ch, r.Counters[i], 1, r.TTL, now, kindCounter)
-			if err != nil {
+			if err != nil { // ErrFull: take back this reservation's counts
 				s.unlockPair(lo, hi)
+				s.refund(r.Counters[:i], r.TTL, now)
+				r.Counts = r.Counts[:0]
 				return err
 			}
 			r.Counts = append(r.Counts, n)

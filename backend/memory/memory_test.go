@@ -1083,6 +1083,21 @@ func TestReserveFullMidway(t *testing.T) {
 	if !errors.Is(err, backend.ErrFull) {
 		t.Fatal(err)
 	}
+	// A counter that exists takes its count; the new one does not fit; the
+	// first count is taken back.
+	if err := s.Delete(bg, "b0", "b1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Block(bg, backend.BlockRequest{BlockKey: "bx", LockoutsKey: "old", Durations: []time.Duration{0}}); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Reserve(bg, &backend.Reservation{Counters: []string{"old", "new"}})
+	if !errors.Is(err, backend.ErrFull) {
+		t.Fatal(err)
+	}
+	if e := get1(t, s, "old"); string(e.Value) != "1" {
+		t.Fatalf("old = %s, want 1 (refunded)", e.Value)
+	}
 }
 
 func TestReserveLogsEviction(t *testing.T) {
