@@ -654,8 +654,9 @@ func (s *Store) delete(key string) error {
 // Counters[i]) in order and, for each, locks both keys' shards together
 // (in shard order, once when they share one), reads the block and, when
 // there is none, increments the counter: each pair is atomic, which is
-// the ordering rule of backend.Reserve. When a block is found, the
-// counters of the earlier pairs are refunded (and removed when back at 0),
+// the ordering rule of backend.Reserve. When a block is found (or a new
+// counter does not fit: backend.ErrFull), the counters of the earlier
+// pairs are refunded (and removed when back at 0),
 // so a blocked attempt leaves nothing behind; a request blocked by its
 // first pair touches no counter at all. Reserve allocates nothing but the
 // copies of newly inserted keys (and the block's Value when blocked), and
