@@ -269,7 +269,7 @@ func (w *Writer) Stats() Stats {
 }
 
 // Flush asks the Writer to deliver everything now (retrying a failed sink
-// at once) and waits until nothing is queued or spooled, or ctx ends (then
+// once at once, then on its usual backoff) and waits until nothing is queued or spooled, or ctx ends (then
 // it returns ctx's error; the records stay queued or spooled).
 func (w *Writer) Flush(ctx context.Context) error {
 	w.wake()
@@ -288,7 +288,6 @@ func (w *Writer) Flush(ctx context.Context) error {
 			}
 			return ErrClosed
 		case <-t.C:
-			w.wake()
 		}
 	}
 }
