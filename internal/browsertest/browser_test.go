@@ -178,20 +178,29 @@ func browser(t *testing.T) context.Context {
 	return tctx
 }
 
-// saveScreenshot writes a full-page PNG to artifacts/name.
+// artifactsDir receives the screenshots of a run (DEFENDER_ARTIFACTS, or
+// artifacts/ here, which git ignores); a reviewed set is kept in docs/img.
+var artifactsDir = func() string {
+	if d := os.Getenv("DEFENDER_ARTIFACTS"); d != "" {
+		return d
+	}
+	return "artifacts"
+}()
+
+// saveScreenshot writes a full-page PNG to artifactsDir/name.
 func saveScreenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
 	var png []byte
 	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&png, 100)); err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
-	if err := os.MkdirAll("artifacts", 0o755); err != nil {
+	if err := os.MkdirAll(artifactsDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join("artifacts", name), png, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(artifactsDir, name), png, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("saved artifacts/%s (%d bytes)", name, len(png))
+	t.Logf("saved %s (%d bytes)", filepath.Join(artifactsDir, name), len(png))
 }
 
 // tryLogin fills the login form in the browser and submits it, then waits

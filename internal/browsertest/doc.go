@@ -4,5 +4,6 @@
 // logs in; a blocked username holding a script cannot run it in the admin
 // page. It is a nested module so that users of the library never inherit
 // chromedp. The test saves screenshots of the lockout page and the admin
-// page to artifacts/.
+// page to artifacts/ (or $DEFENDER_ARTIFACTS), which git ignores; a
+// reviewed set is kept in docs/img.
 package browsertest
