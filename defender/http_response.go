@@ -17,11 +17,22 @@ import (
 // empty. It receives the same data as a custom template.
 const builtinLockout = `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="robots" content="noindex">
-<title>Account locked</title></head>
-<body><h1>Account locked</h1>
-{{if .permanent}}<p>Account locked: too many login attempts. Contact an admin to unlock your account.</p>
-{{else}}<p>Account locked: too many login attempts. Please try again in {{.seconds_remaining}} seconds.</p>
-{{end}}</body></html>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Account locked</title>
+<style>
+body{margin:0;min-height:100vh;display:flex;align-items:center;justify-content:center;background:#f3f4f6;
+font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1f2937}
+main{background:#fff;max-width:28rem;margin:1rem;padding:2rem 2.25rem;border-radius:12px;
+box-shadow:0 1px 3px rgba(0,0,0,.08),0 8px 24px rgba(0,0,0,.06);border-top:4px solid #b91c1c}
+h1{margin:0 0 .75rem;font-size:1.4rem;color:#b91c1c}
+p{margin:.5rem 0}.when{font-size:1.1rem;font-weight:600}.small{color:#6b7280;font-size:.9rem}
+</style></head>
+<body><main><h1>Account locked</h1>
+<p>Account locked: too many login attempts.</p>
+{{if .permanent}}<p class="when">Contact an admin to unlock your account.</p>
+{{else}}<p class="when">Please try again in {{if ge .seconds_remaining 120}}{{.minutes_remaining}} minutes{{else}}{{.seconds_remaining}} seconds{{end}}.</p>
+{{end}}<p class="small">Failed logins are limited to protect your account. Attempts made while it is locked are not counted and do not extend the lock.</p>
+</main></body></html>
 `
 
 var builtinTemplate = template.Must(template.New("lockout").Parse(builtinLockout))
@@ -75,6 +86,7 @@ func (p *lockoutPage) data(dec Decision) map[string]any {
 		"cooloff_time_minutes": cooloff.Minutes(),
 		"failure_limit":        p.failureLimit,
 		"seconds_remaining":    secondsRemaining(dec),
+		"minutes_remaining":    (secondsRemaining(dec) + 59) / 60,
 		"permanent":            dec.Permanent,
 	}
 }

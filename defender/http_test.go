@@ -1050,7 +1050,7 @@ func TestLockoutStatusAndTemplateErrors(t *testing.T) {
 	}
 	w := f.do(req{})
 	assertStatus(t, w, 403)
-	if !strings.Contains(w.Body.String(), "try again in 300 seconds") {
+	if !strings.Contains(w.Body.String(), "try again in 5 minutes") {
 		t.Fatalf("body %q", w.Body)
 	}
 	if !strings.Contains(f.logs.String(), "lockout template failed") {
