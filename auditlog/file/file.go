@@ -32,6 +32,10 @@ const (
 	DefaultPerm fs.FileMode = 0o640
 )
 
+// maxReplaced bounds how many times in a row Write reopens a file that was
+// replaced under it before giving up with an error (the caller retries).
+const maxReplaced = 100
+
 // RotatedSuffix names the file Query also reads: the previous generation
 // left by a rotation ("attempts.jsonl.1", as logrotate names it).
 const RotatedSuffix = ".1"
@@ -250,11 +254,15 @@ func (s *Sink) Write(ctx context.Context, records []auditlog.Record) error {
 		if err := flock(s.f, false); err != nil {
 			return fmt.Errorf("%w: auditlog/file: %w", auditlog.ErrUnavailable, err)
 		}
-		// DeleteBefore may have replaced the file while we waited.
-		if s.current() || attempt >= 3 {
+		// DeleteBefore may have replaced the file while we waited: never
+		// write to a file that is no longer at the path.
+		if s.current() {
 			break
 		}
 		funlock(s.f)
+		if attempt >= maxReplaced {
+			return fmt.Errorf("%w: auditlog/file: %s was replaced %d times in a row", auditlog.ErrUnavailable, s.path, attempt+1)
+		}
 	}
 	defer funlock(s.f)
 	data := buf.Bytes()
