@@ -36,6 +36,11 @@ const (
 // replaced under it before giving up with an error (the caller retries).
 const maxReplaced = 100
 
+// afterLock, when set (by tests), runs after Write takes its shared lock:
+// it stands for a DeleteBefore in another process that replaced the file
+// while Write waited for the lock.
+var afterLock func(*Sink)
+
 // RotatedSuffix names the file Query also reads: the previous generation
 // left by a rotation ("attempts.jsonl.1", as logrotate names it).
 const RotatedSuffix = ".1"
@@ -253,6 +258,9 @@ func (s *Sink) Write(ctx context.Context, records []auditlog.Record) error {
 		}
 		if err := flock(s.f, false); err != nil {
 			return fmt.Errorf("%w: auditlog/file: %w", auditlog.ErrUnavailable, err)
+		}
+		if afterLock != nil {
+			afterLock(s)
 		}
 		// DeleteBefore may have replaced the file while we waited: never
 		// write to a file that is no longer at the path.

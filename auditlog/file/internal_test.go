@@ -118,3 +118,42 @@ func TestMoreErrors(t *testing.T) {
 		t.Error("DeleteBefore without room for a temporary name succeeded")
 	}
 }
+
+// TestReplacedWhileLocking: a file replaced while Write waited for its lock
+// is not written to; Write moves to the new file, and gives up with an error
+// if the file keeps being replaced.
+func TestReplacedWhileLocking(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a.jsonl")
+	s, err := New(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	replace := func(*Sink) {
+		os.Rename(path, path+".old")
+		os.WriteFile(path, nil, 0o600)
+	}
+	times := 0
+	afterLock = func(s *Sink) {
+		if times < 2 {
+			replace(s)
+		}
+		times++
+	}
+	defer func() { afterLock = nil }()
+	now := time.Now()
+	if err := s.Write(context.Background(), []auditlog.Record{{ID: "a", Time: now}}); err != nil {
+		t.Fatal(err)
+	}
+	if old, _ := os.ReadFile(path + ".old"); len(old) != 0 {
+		t.Errorf("the replaced file was written to: %q", old)
+	}
+	if cur, _ := os.ReadFile(path); !bytes.Contains(cur, []byte(`"id":"a"`)) {
+		t.Errorf("the record is not in the current file: %q", cur)
+	}
+	afterLock = replace
+	if err := s.Write(context.Background(), []auditlog.Record{{ID: "b", Time: now}}); !errors.Is(err, auditlog.ErrUnavailable) {
+		t.Errorf("Write on a file replaced forever = %v, want ErrUnavailable", err)
+	}
+}
