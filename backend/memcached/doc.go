@@ -1,6 +1,174 @@
 // Package memcached is a defender backend on one or several Memcached
-// servers, through github.com/bradfitz/gomemcache.
+// servers, through github.com/bradfitz/gomemcache. It is for sites that
+// already run Memcached; it implements backend.Backend and the optional
+// backend.Reserver and backend.Blocker.
 //
-// (Full documentation: see the round-trip table, index design and eviction
-// notes below; being written.)
+// Open it from a URL (the package registers the scheme "memcached"):
+//
+//	memcached://cache1:11211,cache2:11211?prefix=myapp:&timeout=50ms&max_idle=64
+//
+// or with New on a *memcache.Client you configure (Timeout, MaxIdleConns,
+// DialContext for TLS). Keys are spread over the servers by gomemcache's
+// hash, without fail-over: when a server is down its share of the keys is
+// unavailable (backend.ErrUnavailable, so the engine's fail mode applies)
+// rather than silently re-homed with fresh counters. Changing the server
+// list re-homes most keys: counters restart and blocks disappear from view,
+// so change it in a quiet hour.
+//
+// # Values and expiry
+//
+// Memcached can neither report a key's remaining TTL nor increment a value
+// together with its expiry, so every value carries its own expiry:
+//
+//	counter (flags 0xdef1): "<expiry-unix-ms> <indexed-until-unix-ms> <count>"
+//	block   (flags 0xdef2): "<expiry-unix-ms> <value as given to SetBlock>"
+//
+// (expiry 0 = never). The encoded expiry decides visibility: a value whose
+// expiry has passed is absent for every method, even while the server still
+// holds it, and Get reports the time left rounded up to whole seconds. The
+// server is given the same TTL rounded up to whole seconds, plus one second
+// because its clock ticks once a second, so it never drops a key early and
+// every expiring key carries an expiration: a sub-second TTL never becomes 0
+// ("never expires"). TTLs over 30 days are sent as absolute Unix times, as
+// Memcached requires (capped at 2038-01-19, the largest it takes). The
+// expiry is written with the application's clock: keep the clocks of the
+// hosts that share a store synchronised (NTP).
+//
+// # Counting exactly
+//
+// Incr is a compare-and-swap loop, not Memcached's incr: incr works only on
+// plain decimal values, leaves the expiry alone (a second "touch" would be
+// another round trip, and a crash between the two would leave the TTL
+// stale), and cannot carry the encoded expiry. Instead one read ("gets")
+// returns the value and its CAS id, and one write replaces count and expiry
+// together: "add" when the key is absent (of many concurrent first
+// increments exactly one add succeeds), "cas" otherwise (refused when anyone
+// wrote the key since the read). The count and its TTL are therefore never
+// out of step, and a key never exists without its expiration. A write that
+// loses re-reads and retries; no increment is lost or doubled, and 1000
+// concurrent first increments of one absent key end at exactly 1000 (see
+// TestConcurrentFirstIncr, within one Store and across four). Within a
+// process, increments of one key are serialised by a striped lock, so a
+// burst costs one gets+cas per increment instead of a retry storm; only
+// other processes make the loop retry, after a jittered back-off, giving up
+// (having written nothing) with ErrUnavailable after 64 lost races or when
+// the context ends. A hot key (one username attacked from many addresses)
+// is thus limited to about one increment per two round trips per process,
+// and only until its block is set: from then on Reserve sees the block and
+// writes nothing.
+//
+// Reserve reads the blocks and the counters in one "gets" and, when no
+// block exists, writes each counter with "cas". A successful cas proves the
+// counter unchanged since the read that found no block; a counter that
+// loses its cas is re-read together with the blocks, so Reserve keeps the
+// ordering rule of backend.Reserve (when a block has appeared, it refunds
+// the counters it did increment). Block deletes the failure counter only
+// after the block is written.
+//
+// # Round trips
+//
+// Measured by TestRoundTrips (a delay on every command; the same on one
+// server and on a pool of three, where the per-server commands of one step
+// run in parallel):
+//
+//	operation                                  round trips  commands (1 server)
+//	Get (any number of keys)                   1            1 gets (1 per server)
+//	Incr, existing or new key(s)               2            1 gets + 1 cas/add per key
+//	Reserve (2 blocks, 2 counters), no block   2            1 gets + 2 cas
+//	Reserve, blocked                           1            1 gets
+//	SetBlock                                   2            set ‖ gets index, then cas index
+//	Delete (any number of keys)                1            1 delete per key
+//	Block                                      4            gets, cas, set ‖ cas index, delete
+//	Scan (one page)                            2            gets index shards, gets members
+//
+// A login attempt therefore costs two round trips before the password check
+// (one when blocked) and, after it, one on success (deleting the counters)
+// or none on failure, plus four when the failure sets a block. One round
+// trip before the check would need an atomic server-side
+// increment-with-expiry (the meta protocol's "ma" with N and T flags), which
+// gomemcache does not speak. A lost race adds a gets+cas per retry. A
+// counter that is new, or has slid past the time its index entry covers,
+// also costs an index write, made by a background goroutine off the request
+// (see below).
+//
+// # Listing: the index
+//
+// Memcached cannot enumerate keys, so the Store records the keys it writes
+// in index keys, IndexShards per family, named prefix + "\xff" + "b" or "c"
+// + shard number (0xff never occurs in an engine key, so they cannot collide
+// with one). A key belongs to shard fnv32a(key) mod IndexShards. A shard's
+// value lists its members, one "<until-unix-ms> <key>" line each (0 =
+// permanent), and is rewritten with gets + cas (add when absent), retried
+// on conflict; members whose until has passed are pruned on every write,
+// and a shard expires a second after its last member.
+//
+//   - Blocks (SetBlock, Block) are recorded synchronously, in parallel with
+//     the block's own write: once SetBlock returns, every process's Scan
+//     lists the block.
+//   - Counters (Incr, Reserve) are recorded by a background goroutine
+//     (batched: one shard write per shard and batch), so the login path
+//     never waits for the index. A counter's value remembers until when its
+//     index entry covers it ("indexed-until", set one TTL past its expiry),
+//     so a counter hit steadily is re-recorded once per TTL, not on every
+//     increment. Scan first waits until this Store's queued updates are
+//     written, so a process always lists its own counters; counters written
+//     by another process appear once that process's indexer has written
+//     them (normally within milliseconds).
+//
+// Scan reads every shard of both families (one multi-key gets), keeps the
+// members with the prefix after the cursor in key order, and reads up to
+// limit of them (another gets) to return those that still exist, with
+// their value and TTL; the cursor is the last key examined. Deleted keys
+// stay in the index until their until passes (Scan skips them).
+//
+// Limits, all visible in Stats and the log:
+//
+//   - Size: a shard holds at most IndexShardBytes (default 512 KiB, under
+//     Memcached's 1 MiB item limit), about 7,000 members of 70 bytes, so
+//     about 110,000 blocks and as many counters with the default 16 shards.
+//     A full shard first drops members that no longer exist, then leaves
+//     new members out: the key itself is written and works, only Scan
+//     misses it (Stats.IndexOverflow, a warning in the log). Raise
+//     IndexShards for bigger floods; every Store sharing a prefix must use
+//     the same value.
+//   - Contention: every shard write is a gets+cas of the whole shard; many
+//     processes creating keys at once retry against each other. Counter
+//     writes are batched per process; block writes are one per block.
+//   - Loss: counter index updates wait in a bounded queue (IndexQueue); a
+//     full queue, or a shard server that stays down, drops updates
+//     (Stats.IndexDropped, logged); such a counter is missing from Scan
+//     until it is next written after its indexed-until time. A process
+//     that dies before its indexer ran leaves its newest counters unlisted
+//     the same way. Blocks are never affected: their index write is part of
+//     SetBlock.
+//
+// # Eviction
+//
+// Memcached evicts the least recently used items when it runs out of
+// memory. An evicted counter restarts at zero and an evicted block unblocks
+// early: both reopen the door they guarded. Give defender a dedicated
+// instance (or pool) with enough memory for the keys of a flood (see
+// docs/scaling.md); a counter or block takes on the order of 100 bytes of item
+// memory plus its key (item header, value, slab rounding). The Store polls the servers' "stats" every EvictionCheck
+// (default one minute, on its own connection and goroutine, never on a
+// request) and logs a warning when a server's eviction count grew; Close
+// stops the goroutine.
+//
+// # Timeouts and cancellation
+//
+// gomemcache has no context. Every network operation is bounded by
+// client.Timeout (a connect, and each read and write); the Store checks the
+// context before a call, between its steps, in its back-off and while
+// waiting for a key's lock, and returns at the first failed step. A call
+// whose step hangs therefore returns about client.Timeout after that step
+// began (up to twice that when a new connection must be dialled), not at the
+// context's deadline: set client.Timeout to about half the engine's store
+// deadline (the URL's default, 50ms, is half of DEFENDER_STORE_TIMEOUT's
+// 100ms). Every network error, timeout, refused connection or server error
+// wraps backend.ErrUnavailable, and also the context's error when its
+// deadline has passed. A failed write may or may not have been applied;
+// the Store never retries it blindly (a cas retry re-reads first). Set
+// client.MaxIdleConns to at least the expected number of concurrent calls
+// (gomemcache's default is 2: every call beyond that dials and closes a
+// connection).
 package memcached

@@ -393,6 +393,10 @@ func (s *Store) Scan(ctx context.Context, prefix, cursor string, limit int) ([]b
 	if err := s.flush(ctx); err != nil {
 		return nil, "", err
 	}
+	if err := s.acquire(ctx); err != nil {
+		return nil, "", err
+	}
+	defer s.release()
 	shardKeys := make([]string, 0, 2*s.shards)
 	for _, f := range []byte{familyBlocks, familyCounters} {
 		for i := 0; i < s.shards; i++ {

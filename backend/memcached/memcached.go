@@ -34,6 +34,7 @@ const (
 	DefaultIndexQueue      = 8192
 	DefaultEvictionCheck   = time.Minute
 	DefaultScanLimit       = 100
+	DefaultMaxInFlight     = 128
 )
 
 // Item flags that mark the values this package writes.
@@ -41,6 +42,17 @@ const (
 	flagCounter uint32 = 0xdef1
 	flagBlock   uint32 = 0xdef2
 	flagIndex   uint32 = 0xdef3
+	flagTomb    uint32 = 0xdef4
+)
+
+// A deleted key is replaced by a tombstone that lives tombstoneLife
+// seconds on the server (at least tombstoneLife-1: its clock ticks once a
+// second). A counter read older than tombstoneGuard is not written from
+// but read again, so an "add" can never recreate a key deleted after the
+// read (see Reserve).
+const (
+	tombstoneLife  = 3
+	tombstoneGuard = time.Second
 )
 
 // maxRelative is the longest expiration Memcached takes as relative seconds;
@@ -88,6 +100,11 @@ type Options struct {
 	// IndexQueue bounds the counter index updates waiting for the
 	// background indexer. Default DefaultIndexQueue.
 	IndexQueue int
+	// MaxInFlight bounds the calls that use the network at once; more wait
+	// (until their context ends). Each holds up to two connections per
+	// server, and Memcached refuses connections past its -c limit (1024 by
+	// default). Default DefaultMaxInFlight.
+	MaxInFlight int
 }
 
 // Store is a backend.Backend on one or several Memcached servers. It also
@@ -109,6 +126,7 @@ type Store struct {
 	wg        sync.WaitGroup
 	locks     [stripes]chan struct{}
 	ixq       chan ixReq
+	slots     chan struct{}
 
 	ixDropped   atomic.Int64
 	ixOverflow  atomic.Int64
@@ -154,8 +172,11 @@ func New(client *memcache.Client, opts *Options) (*Store, error) {
 			return nil, fmt.Errorf("%w: memcached: Options.Prefix %q has byte 0x%02x at %d (printable ASCII without spaces only)", backend.ErrInvalid, o.Prefix, c, i)
 		}
 	}
-	if o.IndexShards < 0 || o.IndexShardBytes < 0 || o.IndexQueue < 0 {
-		return nil, fmt.Errorf("%w: memcached: Options.IndexShards, IndexShardBytes and IndexQueue must not be negative", backend.ErrInvalid)
+	if o.IndexShards < 0 || o.IndexShardBytes < 0 || o.IndexQueue < 0 || o.MaxInFlight < 0 {
+		return nil, fmt.Errorf("%w: memcached: Options.IndexShards, IndexShardBytes, IndexQueue and MaxInFlight must not be negative", backend.ErrInvalid)
+	}
+	if o.MaxInFlight == 0 {
+		o.MaxInFlight = DefaultMaxInFlight
 	}
 	if o.IndexShards == 0 {
 		o.IndexShards = DefaultIndexShards
@@ -182,6 +203,7 @@ func New(client *memcache.Client, opts *Options) (*Store, error) {
 		evictEvery: o.EvictionCheck,
 		stop:       make(chan struct{}),
 		ixq:        make(chan ixReq, o.IndexQueue),
+		slots:      make(chan struct{}, o.MaxInFlight),
 	}
 	for i := range s.locks {
 		s.locks[i] = make(chan struct{}, 1)
@@ -229,7 +251,7 @@ type entry struct {
 	value []byte
 }
 
-func (e *entry) alive(nowMs int64) bool { return e.exp == 0 || e.exp > nowMs }
+func (e *entry) alive(nowMs int64) bool { return e.exp == 0 || (e.exp > nowMs && e.flags != flagTomb) }
 
 // ttl is the time left, rounded up to whole seconds; 0 = never expires.
 func (e *entry) ttl(nowMs int64) time.Duration {
@@ -248,6 +270,9 @@ func decode(it *memcache.Item) (entry, error) {
 	v := it.Value
 	switch it.Flags {
 	case flagCounter, flagBlock:
+	case flagTomb:
+		e.exp = -1 // never alive
+		return e, nil
 	default:
 		return e, errCorrupt
 	}
@@ -345,6 +370,18 @@ func (s *Store) check(ctx context.Context) error {
 	return nil
 }
 
+// acquire takes one of the MaxInFlight slots, or fails when ctx ends first.
+func (s *Store) acquire(ctx context.Context) error {
+	select {
+	case s.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return unavailable(ctx, "waiting for a connection slot", ctx.Err())
+	}
+}
+
+func (s *Store) release() { <-s.slots }
+
 func checkKeys(keys []string) error {
 	for _, k := range keys {
 		if err := backend.CheckKey(k); err != nil {
@@ -415,6 +452,10 @@ func (s *Store) Get(ctx context.Context, keys []string) ([]backend.Entry, error)
 	if len(keys) == 0 {
 		return out, nil
 	}
+	if err := s.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer s.release()
 	m, err := s.getMulti(ctx, "get", keys)
 	if err != nil {
 		return nil, err
@@ -441,6 +482,10 @@ func (s *Store) SetBlock(ctx context.Context, key string, value []byte, ttl time
 	if err := backend.CheckTTL(ttl); err != nil {
 		return fmt.Errorf("memcached: %w", err)
 	}
+	if err := s.acquire(ctx); err != nil {
+		return err
+	}
+	defer s.release()
 	return s.setBlock(ctx, key, value, ttl, nil)
 }
 
@@ -460,8 +505,11 @@ func (s *Store) setBlock(ctx context.Context, key string, value []byte, ttl time
 	})
 }
 
-// Delete implements backend.Backend: one "delete" per key, the keys in
-// parallel. Index entries of deleted keys are dropped lazily.
+// Delete implements backend.Backend: one write per key, the keys in
+// parallel. A deleted key is replaced by a tombstone that reads as absent
+// and disappears after a few seconds: a reservation that read the key before
+// the delete then cannot recreate it with "add" (see Reserve). Index entries
+// of deleted keys are dropped lazily.
 func (s *Store) Delete(ctx context.Context, keys ...string) error {
 	if err := s.check(ctx); err != nil {
 		return err
@@ -469,12 +517,19 @@ func (s *Store) Delete(ctx context.Context, keys ...string) error {
 	if err := checkKeys(keys); err != nil {
 		return err
 	}
-	return parallel(len(keys), func(i int) error {
-		if err := s.c.Delete(s.key(keys[i])); err != nil && !errors.Is(err, memcache.ErrCacheMiss) {
-			return unavailable(ctx, "delete", err)
-		}
-		return nil
-	})
+	if err := s.acquire(ctx); err != nil {
+		return err
+	}
+	defer s.release()
+	return parallel(len(keys), func(i int) error { return s.bury(ctx, keys[i]) })
+}
+
+// bury replaces key by a tombstone.
+func (s *Store) bury(ctx context.Context, key string) error {
+	if err := s.c.Set(&memcache.Item{Key: s.key(key), Value: []byte("-"), Flags: flagTomb, Expiration: tombstoneLife}); err != nil {
+		return unavailable(ctx, "delete", err)
+	}
+	return nil
 }
 
 // parallel runs f(0..n-1), all but the first in their own goroutines, and
@@ -519,6 +574,10 @@ func (s *Store) Incr(ctx context.Context, keys []string, delta int64, ttl time.D
 	if len(keys) == 0 {
 		return out, nil
 	}
+	if err := s.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer s.release()
 	m, err := s.getMulti(ctx, "incr", keys)
 	if err != nil {
 		return nil, err
@@ -531,8 +590,8 @@ func (s *Store) Incr(ctx context.Context, keys []string, delta int64, ttl time.D
 
 func (s *Store) incrAll(ctx context.Context, keys []string, m map[string]*memcache.Item, delta int64, ttl time.Duration, out []int64) error {
 	return parallel(len(keys), func(i int) error {
-		n, _, err := s.incrOne(ctx, keys[i], m[s.key(keys[i])], delta, ttl, nil)
-		out[i] = n
+		var err error
+		out[i], _, _, err = s.incrOne(ctx, keys[i], m[s.key(keys[i])], delta, ttl, true)
 		return err
 	})
 }
@@ -543,111 +602,95 @@ func stripeOf(key string) int {
 	return int(h.Sum32() % stripes)
 }
 
-// blockedError reports that a block appeared while a reservation retried.
-type blockedError struct {
-	i     int
-	entry backend.Entry
-}
-
-func (e *blockedError) Error() string { return "memcached: blocked" }
-
 // incrOne adds delta to key with a compare-and-swap loop, starting from it
-// (the item read before, nil when absent). A successful "cas" proves the
-// counter did not change since that read. When blocks is not empty the
-// read also looked at those block keys and found none; a retry reads them
-// again with the counter, and returns a *blockedError, having written
-// nothing, when one exists: so the counter is only ever incremented while
-// no block had been set before its last change (Reserve's ordering rule).
+// (the item read just before, nil when absent). A successful "cas" proves
+// the key unchanged since the read; a successful "add" proves it absent, and
+// since deletes leave tombstones that live longer than tombstoneGuard, that
+// it was not deleted since the read either. A lost race re-reads (retried
+// reports it). With create false, an absent key is left absent (wrote
+// false).
 //
 // Increments of one key are serialised within the process (a striped
 // lock), so the loop only retries against other processes, after a
 // jittered back-off.
-func (s *Store) incrOne(ctx context.Context, key string, it *memcache.Item, delta int64, ttl time.Duration, blocks []string) (int64, bool, error) {
+func (s *Store) incrOne(ctx context.Context, key string, it *memcache.Item, delta int64, ttl time.Duration, create bool) (n int64, wrote, retried bool, err error) {
+	readAt := time.Now()
 	lock := s.locks[stripeOf(key)]
 	select {
 	case lock <- struct{}{}:
 	case <-ctx.Done():
-		return 0, false, unavailable(ctx, "incr", ctx.Err())
+		return 0, false, false, unavailable(ctx, "incr", ctx.Err())
 	}
 	defer func() { <-lock }()
 	pk := s.key(key)
 	secs := ttlSeconds(ttl)
 	for attempt := 0; ; attempt++ {
 		now := time.Now()
-		nowMs := now.UnixMilli()
-		exp, expiration := expiry(now, secs)
-		var cur int64
-		ix := int64(-1)
-		if it != nil {
-			e, err := decode(it)
-			if err != nil || e.flags != flagCounter {
-				return 0, false, corrupt(key)
+		if now.Sub(readAt) < tombstoneGuard {
+			nowMs := now.UnixMilli()
+			exp, expiration := expiry(now, secs)
+			var cur int64
+			ix := int64(-1)
+			live := false
+			if it != nil {
+				e, err := decode(it)
+				if err != nil || (e.flags != flagCounter && e.flags != flagTomb) {
+					return 0, false, retried, corrupt(key)
+				}
+				if e.alive(nowMs) {
+					cur, ix, live = e.n, e.ix, true
+				}
 			}
-			if e.alive(nowMs) {
-				cur, ix = e.n, e.ix
+			if !live && !create {
+				return 0, false, retried, nil
 			}
-		}
-		n := cur + delta
-		if (delta > 0 && n < cur) || (delta < 0 && n > cur) {
-			return 0, false, fmt.Errorf("memcached: incr %q: %w: counter overflow", key, backend.ErrInvalid)
-		}
-		newIx, reindex := indexPlan(ix, exp, secs)
-		item := &memcache.Item{Key: pk, Value: encodeCounter(exp, newIx, n), Flags: flagCounter, Expiration: expiration}
-		if testHookBeforeWrite != nil {
-			testHookBeforeWrite(s, key)
-		}
-		var err error
-		if it == nil {
-			err = s.c.Add(item)
-		} else {
-			item.CasID = it.CasID
-			err = s.c.CompareAndSwap(item)
-		}
-		if err == nil {
-			if reindex {
-				s.enqueueIndex(key, newIx)
+			n := cur + delta
+			if (delta > 0 && n < cur) || (delta < 0 && n > cur) {
+				return 0, false, retried, fmt.Errorf("memcached: incr %q: %w: counter overflow", key, backend.ErrInvalid)
 			}
-			return n, true, nil
-		}
-		if !isMiss(err) {
-			return 0, false, unavailable(ctx, "incr", err)
-		}
-		// Lost a race: re-read and try again.
-		if attempt+1 >= maxCASAttempts {
-			return 0, false, fmt.Errorf("memcached: incr %q: %w: %d compare-and-swap conflicts in a row", key, backend.ErrUnavailable, maxCASAttempts)
-		}
-		if attempt > 0 {
-			if err := backoff(ctx, attempt); err != nil {
-				return 0, false, unavailable(ctx, "incr", err)
+			newIx, reindex := indexPlan(ix, exp, secs)
+			item := &memcache.Item{Key: pk, Value: encodeCounter(exp, newIx, n), Flags: flagCounter, Expiration: expiration}
+			if testHookBeforeWrite != nil {
+				testHookBeforeWrite(s, key)
 			}
-		} else if err := ctx.Err(); err != nil {
-			return 0, false, unavailable(ctx, "incr", err)
-		}
-		if len(blocks) == 0 {
-			it, err = s.c.Get(pk)
-			if errors.Is(err, memcache.ErrCacheMiss) {
-				it = nil
-			} else if err != nil {
-				return 0, false, unavailable(ctx, "incr", err)
+			if it == nil {
+				err = s.c.Add(item)
+			} else {
+				item.CasID = it.CasID
+				err = s.c.CompareAndSwap(item)
 			}
-			continue
-		}
-		keys := append(blocks[:len(blocks):len(blocks)], key)
-		m, err := s.getMulti(ctx, "reserve", keys)
-		if err != nil {
-			return 0, false, err
-		}
-		nowMs = time.Now().UnixMilli()
-		for i, k := range blocks {
-			e, err := s.toEntry(k, m[s.key(k)], nowMs)
-			if err != nil {
-				return 0, false, err
+			if err == nil {
+				if reindex {
+					s.enqueueIndex(key, newIx)
+				}
+				return n, true, retried, nil
 			}
-			if e.Found {
-				return 0, false, &blockedError{i, e}
+			if !isMiss(err) {
+				return 0, false, retried, unavailable(ctx, "incr", err)
+			}
+			// Lost a race: re-read and try again.
+			if attempt+1 >= maxCASAttempts {
+				return 0, false, retried, fmt.Errorf("memcached: incr %q: %w: %d compare-and-swap conflicts in a row", key, backend.ErrUnavailable, maxCASAttempts)
+			}
+			if attempt > 0 {
+				if err := backoff(ctx, attempt); err != nil {
+					return 0, false, retried, unavailable(ctx, "incr", err)
+				}
 			}
 		}
-		it = m[pk]
+		// The read is too old to prove anything against a tombstone that
+		// may have expired since, or lost a race: read again.
+		if err := ctx.Err(); err != nil {
+			return 0, false, retried, unavailable(ctx, "incr", err)
+		}
+		retried = true
+		readAt = time.Now()
+		it, err = s.c.Get(pk)
+		if errors.Is(err, memcache.ErrCacheMiss) {
+			it = nil
+		} else if err != nil {
+			return 0, false, retried, unavailable(ctx, "incr", err)
+		}
 	}
 }
 
@@ -684,13 +727,20 @@ func indexPlan(ix, exp, secs int64) (int64, bool) {
 	return ix, false
 }
 
-// Reserve implements backend.Reserver: one multi-key "gets" of the block
-// keys and the counters together (one round trip per server, in parallel);
-// when no block exists, one "cas" per counter (in parallel) from the values
-// just read. Two round trips in all, one when a block exists. A counter
-// whose "cas" loses a race is re-read together with the blocks (see
-// incrOne), so Reserve keeps the ordering rule of backend.Reserve: when it
-// then finds a block, it refunds the counters it did increment.
+// Reserve implements backend.Reserver in two round trips (one when a block
+// exists): one multi-key "gets" of the counters and the blocks, then, when
+// no block exists, one "cas" per counter in parallel with a second read of
+// the blocks.
+//
+// Why this keeps the ordering rule of backend.Reserve, even across servers
+// whose reads are not ordered: the cas (or add) proves the counter unchanged
+// (or absent, and not deleted: deletes leave tombstones) since the first
+// read, and the second block read starts after the first read ended. Block
+// sets the block before it deletes the counter; if that delete came before
+// the first read, the block is seen by the second; if it came after the
+// write, the attempt counted on top of the blocking one; in between, the
+// write fails and is retried (followed by a third block read). When a block
+// is seen after counting, the counters are refunded.
 func (s *Store) Reserve(ctx context.Context, r *backend.Reservation) error {
 	r.Blocked = -1
 	r.Block = backend.Entry{}
@@ -710,66 +760,112 @@ func (s *Store) Reserve(ctx context.Context, r *backend.Reservation) error {
 	if len(r.Blocks)+len(r.Counters) == 0 {
 		return nil
 	}
+	if err := s.acquire(ctx); err != nil {
+		return err
+	}
+	defer s.release()
 	keys := make([]string, 0, len(r.Blocks)+len(r.Counters))
-	keys = append(append(keys, r.Blocks...), r.Counters...)
+	keys = append(append(keys, r.Counters...), r.Blocks...)
 	m, err := s.getMulti(ctx, "reserve", keys)
 	if err != nil {
 		return err
 	}
-	nowMs := time.Now().UnixMilli()
-	for i, k := range r.Blocks {
-		e, err := s.toEntry(k, m[s.key(k)], nowMs)
-		if err != nil {
-			return err
-		}
-		if e.Found {
-			r.Blocked, r.Block = i, e
-			return nil
-		}
+	if i, e, err := s.findBlock(r.Blocks, m); err != nil || i >= 0 {
+		r.Blocked, r.Block = i, e
+		return err
 	}
 	if len(r.Counters) == 0 {
 		return nil
 	}
-	counts := append(r.Counts, make([]int64, len(r.Counters))...)
-	done := make([]bool, len(r.Counters))
-	err = parallel(len(r.Counters), func(i int) error {
+	nc := len(r.Counters)
+	counts := append(r.Counts, make([]int64, nc)...)
+	wrote := make([]bool, nc)
+	var anyRetried atomic.Bool
+	blocked, block := -1, backend.Entry{}
+	tasks := nc
+	if len(r.Blocks) > 0 {
+		tasks++
+	}
+	err = parallel(tasks, func(i int) error {
+		if i == nc {
+			var err error
+			blocked, block, err = s.readBlocks(ctx, r.Blocks)
+			return err
+		}
+		var retried bool
 		var err error
-		counts[i], done[i], err = s.incrOne(ctx, r.Counters[i], m[s.key(r.Counters[i])], 1, r.TTL, r.Blocks)
+		counts[i], wrote[i], retried, err = s.incrOne(ctx, r.Counters[i], m[s.key(r.Counters[i])], 1, r.TTL, true)
+		if retried {
+			anyRetried.Store(true)
+		}
 		return err
 	})
-	var be *blockedError
-	if errors.As(err, &be) {
+	if err != nil {
+		return err
+	}
+	if blocked < 0 && anyRetried.Load() && len(r.Blocks) > 0 {
+		if blocked, block, err = s.readBlocks(ctx, r.Blocks); err != nil {
+			return err
+		}
+	}
+	if blocked >= 0 {
 		// A block appeared: give back what was counted.
-		err = parallel(len(r.Counters), func(i int) error {
-			if !done[i] {
+		err := parallel(nc, func(i int) error {
+			if !wrote[i] {
 				return nil
 			}
-			it, err := s.c.Get(s.key(r.Counters[i]))
-			if errors.Is(err, memcache.ErrCacheMiss) {
-				it = nil
-			} else if err != nil {
-				return unavailable(ctx, "reserve: refund", err)
-			}
-			_, _, err = s.incrOne(ctx, r.Counters[i], it, -1, r.TTL, nil)
-			return err
+			return s.refund(ctx, r.Counters[i], r.TTL)
 		})
 		if err != nil {
 			return err
 		}
-		r.Blocked, r.Block = be.i, be.entry
+		r.Blocked, r.Block = blocked, block
 		return nil
-	}
-	if err != nil {
-		return err
 	}
 	r.Counts = counts
 	return nil
 }
 
+// findBlock returns the index and entry of the first block of blocks that
+// exists in m, or -1.
+func (s *Store) findBlock(blocks []string, m map[string]*memcache.Item) (int, backend.Entry, error) {
+	nowMs := time.Now().UnixMilli()
+	for i, k := range blocks {
+		e, err := s.toEntry(k, m[s.key(k)], nowMs)
+		if err != nil {
+			return -1, backend.Entry{}, err
+		}
+		if e.Found {
+			return i, e, nil
+		}
+	}
+	return -1, backend.Entry{}, nil
+}
+
+func (s *Store) readBlocks(ctx context.Context, blocks []string) (int, backend.Entry, error) {
+	m, err := s.getMulti(ctx, "reserve", blocks)
+	if err != nil {
+		return -1, backend.Entry{}, err
+	}
+	return s.findBlock(blocks, m)
+}
+
+// refund takes back one count from key, unless it is gone meanwhile.
+func (s *Store) refund(ctx context.Context, key string, ttl time.Duration) error {
+	it, err := s.c.Get(s.key(key))
+	if errors.Is(err, memcache.ErrCacheMiss) {
+		return nil
+	} else if err != nil {
+		return unavailable(ctx, "reserve: refund", err)
+	}
+	_, _, _, err = s.incrOne(ctx, key, it, -1, ttl, false)
+	return err
+}
+
 // Block implements backend.Blocker in four round trips: one multi-key
 // "gets" (the lockout counter and the block's index shard), one "cas" (the
 // lockout count), the block's "set" in parallel with its index shard's
-// "cas", then the failure counter's "delete" (after the block is set, as
+// "cas", then the failure counter's deletion (after the block is set, as
 // the ordering rule of backend.Reserve requires).
 func (s *Store) Block(ctx context.Context, req backend.BlockRequest) (backend.BlockResult, error) {
 	if len(req.Durations) == 0 {
@@ -793,12 +889,16 @@ func (s *Store) Block(ctx context.Context, req backend.BlockRequest) (backend.Bl
 			return backend.BlockResult{}, fmt.Errorf("memcached: %w", err)
 		}
 	}
+	if err := s.acquire(ctx); err != nil {
+		return backend.BlockResult{}, err
+	}
+	defer s.release()
 	sk := s.shardKey(familyBlocks, s.shardOf(req.BlockKey))
 	m, err := s.c.GetMulti([]string{s.key(req.LockoutsKey), sk})
 	if err != nil {
 		return backend.BlockResult{}, unavailable(ctx, "block", err)
 	}
-	n, _, err := s.incrOne(ctx, req.LockoutsKey, m[s.key(req.LockoutsKey)], 1, req.Window, nil)
+	n, _, _, err := s.incrOne(ctx, req.LockoutsKey, m[s.key(req.LockoutsKey)], 1, req.Window, true)
 	if err != nil {
 		return backend.BlockResult{}, err
 	}
@@ -809,8 +909,8 @@ func (s *Store) Block(ctx context.Context, req backend.BlockRequest) (backend.Bl
 	}
 	// Only now the counter goes (the ordering rule of backend.Reserve).
 	if req.CounterKey != "" {
-		if err := s.c.Delete(s.key(req.CounterKey)); err != nil && !errors.Is(err, memcache.ErrCacheMiss) {
-			return res, unavailable(ctx, "block: delete counter", err)
+		if err := s.bury(ctx, req.CounterKey); err != nil {
+			return res, err
 		}
 	}
 	return res, nil

@@ -16,8 +16,9 @@ import (
 // Defaults of the URL parameters.
 const (
 	// DefaultTimeout is the client's network timeout when the URL has no
-	// timeout parameter (the engine's default store deadline).
-	DefaultTimeout = 100 * time.Millisecond
+	// timeout parameter: half the engine's default store deadline, since a
+	// hanging step may take up to twice the timeout (see the package doc).
+	DefaultTimeout = 50 * time.Millisecond
 	// DefaultMaxIdle is the idle connections kept per server when the URL
 	// has no max_idle parameter.
 	DefaultMaxIdle = 64
@@ -31,7 +32,7 @@ func init() {
 
 // Open opens a Store from a URL of the form
 //
-//	memcached://host1:11211,host2:11211?prefix=myapp:&timeout=100ms&max_idle=64
+//	memcached://host1:11211,host2:11211?prefix=myapp:&timeout=50ms&max_idle=64
 //
 // with one or more servers (the port defaults to 11211; keys are spread
 // over the servers by gomemcache's hash, with no fail-over). Parameters:
