@@ -32,6 +32,9 @@ type store struct {
 	parallelism int
 	// footprint, when set, measures the store for BenchmarkKeyMemory.
 	footprint footprint
+	// traffic, when set, returns the server's counters so far (metric
+	// unit -> total), reported per operation by perOp.
+	traffic func(b *testing.B) map[string]float64
 }
 
 // registered holds every backend, from the init functions of the files
@@ -133,10 +136,11 @@ var ops = []struct {
 // benchDefender is the one benchmark function run for every backend: each
 // operation serially and under RunParallel (parallelism goroutines per
 // GOMAXPROCS when > 0). It reports allocations and attempts/s.
-func benchDefender(b *testing.B, d *defender.Defender, parallelism int) {
+func benchDefender(b *testing.B, d *defender.Defender, parallelism int, traffic func(*testing.B) map[string]float64) {
 	for _, o := range ops {
 		b.Run(o.name+"/serial", func(b *testing.B) {
 			ls := loginSet()
+			defer perOp(b, traffic)()
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
@@ -149,6 +153,7 @@ func benchDefender(b *testing.B, d *defender.Defender, parallelism int) {
 			if parallelism > 0 {
 				b.SetParallelism(parallelism)
 			}
+			defer perOp(b, traffic)()
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				ls := loginSet()
@@ -160,6 +165,21 @@ func benchDefender(b *testing.B, d *defender.Defender, parallelism int) {
 			})
 			perSecond(b)
 		})
+	}
+}
+
+// perOp reads the server's traffic counters now and returns a function
+// that reports their increase per operation (for example cmds/op,
+// net-B/op). Without a traffic function it does nothing.
+func perOp(b *testing.B, traffic func(*testing.B) map[string]float64) func() {
+	if traffic == nil {
+		return func() {}
+	}
+	before := traffic(b)
+	return func() {
+		for unit, v := range traffic(b) {
+			b.ReportMetric((v-before[unit])/float64(b.N), unit)
+		}
 	}
 }
 
@@ -175,7 +195,7 @@ func perSecond(b *testing.B) {
 func BenchmarkBackend(b *testing.B) {
 	for _, s := range stores() {
 		b.Run(s.name, func(b *testing.B) {
-			benchDefender(b, newDefender(b, s.open(b)), s.parallelism)
+			benchDefender(b, newDefender(b, s.open(b)), s.parallelism, s.traffic)
 		})
 	}
 }

@@ -14,7 +14,7 @@ import (
 )
 
 func init() {
-	register(store{name: "memcached", open: openMemcached, parallelism: netParallelism, footprint: memcachedFootprint})
+	register(store{name: "memcached", open: openMemcached, parallelism: netParallelism, footprint: memcachedFootprint, traffic: memcachedTraffic})
 	floors = append(floors, floor{"memcached", "memcached-get", func(b *testing.B) {
 		c := memcacheClient(memcachedAddr(b))
 		defer c.Close()
@@ -52,4 +52,25 @@ func memcachedFootprint(b *testing.B, _ backend.Backend) (float64, float64) {
 	bytes, _ := strconv.ParseFloat(st["bytes"], 64)
 	items, _ := strconv.ParseFloat(st["curr_items"], 64)
 	return bytes, items
+}
+
+// memcachedTraffic is the server's key operations, keyops/op (gets, sets,
+// touches, incr/decr, cas, deletes: a multi-key get counts each key), and
+// bytes read and written, net-B/op.
+func memcachedTraffic(b *testing.B) map[string]float64 {
+	st, err := testserver.MemcachedStats(memcachedAddr(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := map[string]float64{"keyops/op": 0, "net-B/op": 0}
+	for _, k := range []string{"cmd_get", "cmd_set", "cmd_touch", "incr_hits", "incr_misses", "decr_hits", "decr_misses",
+		"cas_hits", "cas_misses", "cas_badval", "delete_hits", "delete_misses"} {
+		v, _ := strconv.ParseFloat(st[k], 64)
+		m["keyops/op"] += v
+	}
+	for _, k := range []string{"bytes_read", "bytes_written"} {
+		v, _ := strconv.ParseFloat(st[k], 64)
+		m["net-B/op"] += v
+	}
+	return m
 }

@@ -13,8 +13,10 @@ import (
 )
 
 func init() {
-	register(store{name: "redis", open: openRedis, parallelism: netParallelism, footprint: redisFootprint})
-	register(store{name: "redis-cluster", open: openRedisCluster, parallelism: netParallelism})
+	register(store{name: "redis", open: openRedis, parallelism: netParallelism, footprint: redisFootprint,
+		traffic: func(b *testing.B) map[string]float64 { return redisTraffic(b, []string{redisAddr(b)}) }})
+	register(store{name: "redis-cluster", open: openRedisCluster, parallelism: netParallelism,
+		traffic: func(b *testing.B) map[string]float64 { return redisTraffic(b, redisClusterAddrs(b)) }})
 	floors = append(floors,
 		floor{"redis", "redis-ping", func(b *testing.B) {
 			c := redisClient(redisAddr(b))
@@ -69,4 +71,42 @@ func redisFootprint(b *testing.B, st backend.Backend) (float64, float64) {
 		b.Fatal(err)
 	}
 	return used, float64(n)
+}
+
+// redisTraffic sums over the servers at addrs: scripts/op, the EVAL and
+// EVALSHA calls (each is one round trip); cmds/op, every command executed,
+// those run inside scripts included (INFO commandstats, INFO itself
+// excluded); net-B/op, the bytes in and out (INFO stats).
+func redisTraffic(b *testing.B, addrs []string) map[string]float64 {
+	m := map[string]float64{"scripts/op": 0, "cmds/op": 0, "net-B/op": 0}
+	for _, a := range addrs {
+		c := goredis.NewClient(&goredis.Options{Addr: a})
+		info, err := c.Info(ctx, "commandstats", "stats").Result()
+		c.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, line := range strings.Split(info, "\n") {
+			line = strings.TrimSpace(line)
+			if rest, ok := strings.CutPrefix(line, "cmdstat_"); ok && !strings.HasPrefix(rest, "info:") {
+				name, stats, _ := strings.Cut(rest, ":")
+				for _, kv := range strings.Split(stats, ",") {
+					if v, ok := strings.CutPrefix(kv, "calls="); ok {
+						n, _ := strconv.ParseFloat(v, 64)
+						m["cmds/op"] += n
+						if name == "evalsha" || name == "eval" {
+							m["scripts/op"] += n
+						}
+					}
+				}
+			}
+			for _, k := range []string{"total_net_input_bytes:", "total_net_output_bytes:"} {
+				if v, ok := strings.CutPrefix(line, k); ok {
+					n, _ := strconv.ParseFloat(v, 64)
+					m["net-B/op"] += n
+				}
+			}
+		}
+	}
+	return m
 }
