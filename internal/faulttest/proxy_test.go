@@ -67,3 +67,13 @@ func (f *fault) toxic(typ, stream, attrs string) string {
 func (f *fault) clear() {
 	f.p.Toxics.ResetToxics(ctxBG)
 }
+
+// retarget points the proxy at another server (a replacement for one that
+// died), on the same address.
+func (f *fault) retarget(upstream string) {
+	f.t.Helper()
+	if err := f.p.Update(&toxiproxy.Proxy{Listen: f.Addr, Upstream: upstream, Enabled: true}); err != nil {
+		f.t.Fatalf("toxiproxy: retarget to %s: %v", upstream, err)
+	}
+	f.Up = upstream
+}

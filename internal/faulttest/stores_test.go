@@ -14,12 +14,12 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/go-defender/defender/defender"
 	"github.com/go-defender/defender/backend"
 	"github.com/go-defender/defender/backend/bolt"
 	"github.com/go-defender/defender/backend/memcached"
 	"github.com/go-defender/defender/backend/memory"
 	"github.com/go-defender/defender/backend/redis"
+	"github.com/go-defender/defender/defender"
 	"github.com/go-defender/defender/internal/testserver"
 )
 
@@ -38,6 +38,10 @@ type kit struct {
 	direct backend.Backend // the same data, not through a proxy
 	faults []*fault        // the proxies (empty for in-process stores)
 	kill   func()          // kills the server (nil: not possible)
+	// revive brings a killed server back (memcached: the same process
+	// restarted empty on its port; redis: a new empty server the proxy is
+	// pointed at, k.direct then reading it).
+	revive func()
 }
 
 // cut disables every proxy; restore enables them again.
@@ -90,7 +94,18 @@ func redisKit(t testing.TB) *kit {
 		t.Fatal(err)
 	}
 	closeAll(t, st, direct)
-	return &kit{name: "redis", store: st, direct: direct, faults: []*fault{f}, kill: srv.Kill}
+	k := &kit{name: "redis", store: st, direct: direct, faults: []*fault{f}, kill: srv.Kill}
+	k.revive = func() {
+		srv2 := testserver.StartRedisServer(t)
+		f.retarget(srv2.Addr)
+		d2, err := redis.Open(ctxBG, "redis://"+srv2.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		closeAll(t, d2)
+		k.direct = d2
+	}
+	return k
 }
 
 // clusterKit starts a three-master Redis Cluster with one fault proxy per
@@ -98,7 +113,7 @@ func redisKit(t testing.TB) *kit {
 // node addresses the cluster announces to the proxies.
 func clusterKit(t testing.TB) *kit {
 	t.Helper()
-	rc := testserver.StartRedisCluster(t, 3, 0)
+	rc := sharedCluster
 	via := map[string]string{}
 	var faults []*fault
 	for _, n := range rc.Nodes {
@@ -143,7 +158,7 @@ func memcachedKit(t testing.TB) *kit {
 		t.Fatal(err)
 	}
 	closeAll(t, st, direct)
-	return &kit{name: "memcached", store: st, direct: direct, faults: []*fault{f}, kill: m.Stop}
+	return &kit{name: "memcached", store: st, direct: direct, faults: []*fault{f}, kill: m.Stop, revive: m.Start}
 }
 
 func memoryKit(t testing.TB) *kit {
