@@ -105,8 +105,6 @@ func (tb *mainTB) cleanup() {
 	}
 }
 
-func boltChild() int { return 0 }
-
 type discardRedisLog struct{}
 
 func (discardRedisLog) Printf(context.Context, string, ...any) {}
