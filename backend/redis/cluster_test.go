@@ -99,6 +99,22 @@ func TestClusterCrossSlot(t *testing.T) {
 		if err := s.Reserve(ctx, &r); err != nil || r.Blocked != -1 || fmt.Sprint(r.Counts) != "[1 1]" {
 			t.Fatalf("Reserve = %v %d %v", err, r.Blocked, r.Counts)
 		}
+		// The login check of two identities on two masters: one pipeline,
+		// one EVALSHA per master.
+		before := clusterEvalsha(t, rc)
+		rt.n.Store(0)
+		if err := s.Reserve(ctx, &r); err != nil || fmt.Sprint(r.Counts) != "[2 2]" {
+			t.Fatalf("Reserve = %v %v", err, r.Counts)
+		}
+		if n := rt.n.Load(); n != 1 {
+			t.Errorf("cross-slot Reserve took %d round trips, want 1", n)
+		}
+		if n := clusterEvalsha(t, rc) - before; n != 2 {
+			t.Errorf("cross-slot Reserve ran %d EVALSHA, want 2 (one per slot)", n)
+		}
+		if _, err := s.Incr(ctx, r.Counters, -1, time.Minute); err != nil {
+			t.Fatal(err)
+		}
 		if err := s.SetBlock(ctx, b+":b", []byte("blocked"), time.Minute); err != nil {
 			t.Fatal(err)
 		}
@@ -291,4 +307,14 @@ func TestClusterScriptErrors(t *testing.T) {
 	if v := cc.Get(ctx, "e:"+a+":c2").Val(); v != "1" {
 		t.Logf("counter after a failed read: %q (the attempt stays counted)", v)
 	}
+}
+
+// clusterEvalsha sums EVALSHA calls over the live nodes.
+func clusterEvalsha(t *testing.T, rc *testserver.RedisCluster) int {
+	t.Helper()
+	n := 0
+	for _, node := range rc.Nodes {
+		n += commandStats(t, node.Client())["evalsha"]
+	}
+	return n
 }

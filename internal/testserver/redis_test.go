@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"runtime"
 	"testing"
 	"time"
 
@@ -120,7 +121,7 @@ type fatalT struct {
 
 func (f *fatalT) Fatalf(format string, args ...any) {
 	f.failed = true
-	runtimeGoexit()
+	runtime.Goexit()
 }
 
 func (f *fatalT) Helper() {}
@@ -147,8 +148,6 @@ func TestStartRedisSentinel(t *testing.T) {
 		t.Fatalf("GET after failover = %q, %v", v, err)
 	}
 }
-
-func runtimeGoexit() { goexit() }
 
 func TestStartRedisTLS(t *testing.T) {
 	ctx := context.Background()
