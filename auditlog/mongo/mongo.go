@@ -198,31 +198,44 @@ func (s *Sink) begin(ctx context.Context) (context.Context, context.CancelFunc, 
 	return ctx, cancel, nil
 }
 
+// ensureIndexes creates the indexes one at a time (FerretDB v1 fails on a
+// createIndexes command that names several existing indexes). Only a
+// network failure is an error (the operation is retried later): an index
+// the server refuses is logged and skipped, since indexes only make queries
+// fast; idempotence rests on _id, which is always unique.
 func (s *Sink) ensureIndexes(ctx context.Context) error {
 	iv := s.coll.Indexes()
-	models := []mongo.IndexModel{
-		{Keys: bson.D{{Key: "username", Value: 1}, {Key: "time", Value: -1}}, Options: options.Index().SetName("username_time")},
-		{Keys: bson.D{{Key: "ip", Value: 1}, {Key: "time", Value: -1}}, Options: options.Index().SetName("ip_time")},
-	}
-	if _, err := iv.CreateMany(ctx, models); err != nil {
-		return err
-	}
+	transient := func(err error) bool { return ctx.Err() != nil || isNetwork(err) }
 	if s.opts.TTL > 0 {
 		ttl := mongo.IndexModel{Keys: bson.D{{Key: "time", Value: 1}},
 			Options: options.Index().SetName("time_ttl").SetExpireAfterSeconds(int32(s.opts.TTL / time.Second))}
 		_, err := iv.CreateOne(ctx, ttl)
-		if err == nil {
+		switch {
+		case err == nil:
 			s.ttlActive = true
-			return nil
-		}
-		if ctx.Err() != nil || isNetwork(err) {
+		case transient(err):
 			return err
+		default:
+			s.log.Warn("audit sink: the server refused a TTL index; run `defender cleanup` periodically to remove old records",
+				"url", s.redacted, "err", err)
 		}
-		s.log.Warn("audit sink: the server refused a TTL index; run `defender cleanup` periodically to remove old records",
-			"url", s.redacted, "err", err)
 	}
-	_, err := iv.CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "time", Value: -1}}, Options: options.Index().SetName("time")})
-	return err
+	models := []mongo.IndexModel{
+		{Keys: bson.D{{Key: "username", Value: 1}, {Key: "time", Value: -1}}, Options: options.Index().SetName("username_time")},
+		{Keys: bson.D{{Key: "ip", Value: 1}, {Key: "time", Value: -1}}, Options: options.Index().SetName("ip_time")},
+	}
+	if !s.ttlActive {
+		models = append(models, mongo.IndexModel{Keys: bson.D{{Key: "time", Value: -1}}, Options: options.Index().SetName("time")})
+	}
+	for _, m := range models {
+		if _, err := iv.CreateOne(ctx, m); err != nil {
+			if transient(err) {
+				return err
+			}
+			s.log.Warn("audit sink: the server refused an index; queries may be slow", "url", s.redacted, "err", err)
+		}
+	}
+	return nil
 }
 
 func isNetwork(err error) bool {

@@ -300,3 +300,5 @@ func TestServerStops(t *testing.T) {
 		t.Errorf("Query over a foreign document = %v, want a decoding error", err)
 	}
 }
+
+func testserverStart(t *testing.T) *testserver.Mongo { return testserver.StartMongoServer(t) }
