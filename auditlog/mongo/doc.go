@@ -17,7 +17,10 @@
 // idempotent whatever the time between them. Write uses an unordered
 // InsertMany, so one duplicate does not stop the rest of a batch. Times are
 // BSON dates: millisecond precision. Indexes: (username, time), (ip, time),
-// and time, created by the first operation that reaches the server.
+// and time, created one at a time by the first operation that reaches the
+// server (creating an index that exists is a no-op). An index the server
+// refuses is logged and skipped: indexes only make queries fast, and
+// idempotence rests on _id.
 //
 // With ttl set, the time index is a TTL index and the server deletes old
 // records itself. A server that refuses TTL indexes (FerretDB v1 answers
