@@ -1,0 +1,59 @@
+package faulttest
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-defender/defender/defender"
+)
+
+// knownBugsEnv enables the tests of bugs reported to the lead and not yet
+// fixed in the engine (they fail until then).
+const knownBugsEnv = "FAULTTEST_KNOWN_BUGS"
+
+// TestStoreEventsOnePairPerOutage: one outage of the store under
+// concurrent logins must fire store_failed once and store_recovered once
+// (behaviour.md section 10: hooks fire on real transitions only).
+//
+// Known bug (reported): the engine's observe() flips its failing flag on
+// the order in which concurrent calls *finish*, not when they started: a
+// call that began before the cut and succeeds after another call saw the
+// failure fires store_recovered while the store is still down (and, at the
+// recovery, a call that began before it fires store_failed again). With 8
+// workers one outage gives 3-6 pairs. Run with FAULTTEST_KNOWN_BUGS=1.
+func TestStoreEventsOnePairPerOutage(t *testing.T) {
+	if os.Getenv(knownBugsEnv) == "" {
+		t.Skipf("known engine bug, reported to the lead: set %s=1 to run", knownBugsEnv)
+	}
+	k := redisKit(t)
+	d, rec := newDefender(t, k.store, closedConfig(uniquePrefix()))
+	warmUp(t, d)
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; !stop.Load(); i++ {
+				a := d.Attempt(ctxBG, defender.Login{IP: netip.MustParseAddr(fmt.Sprintf("10.7.%d.%d", g, i%250)), Username: fmt.Sprintf("u%d", i%100)})
+				a.Succeeded(ctxBG)
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond)
+	k.cut()
+	time.Sleep(300 * time.Millisecond)
+	k.restore()
+	time.Sleep(300 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+	d.Close()
+	if f, r := rec.count(defender.EventStoreFailed), rec.count(defender.EventStoreRecovered); f != 1 || r != 1 {
+		t.Errorf("one outage fired %d store_failed and %d store_recovered events, want 1 and 1", f, r)
+	}
+}
