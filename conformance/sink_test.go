@@ -25,6 +25,13 @@ const (
 	racyWrite
 	openAfterClose
 	secondPrecision
+	writeFails
+	queryFails
+	startsNonEmpty
+	deleteFails
+	queryTwice
+	closeFails
+	deleteOvercounts
 )
 
 type refSink struct {
@@ -45,6 +52,9 @@ func (s *refSink) check(ctx context.Context) error {
 }
 
 func (s *refSink) Write(ctx context.Context, rs []auditlog.Record) error {
+	if s.flaws&writeFails != 0 && len(rs) > 0 {
+		return auditlog.ErrUnavailable
+	}
 	if s.flaws&racyWrite != 0 {
 		snapshot := func() []auditlog.Record {
 			s.mu.Lock()
@@ -85,6 +95,9 @@ func (s *refSink) Query(ctx context.Context, f auditlog.Filter) ([]auditlog.Reco
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
+	if s.flaws&queryFails != 0 {
+		return nil, auditlog.ErrUnavailable
+	}
 	var out []auditlog.Record
 	for _, r := range s.recs {
 		m := f
@@ -104,6 +117,9 @@ func (s *refSink) Query(ctx context.Context, f auditlog.Filter) ([]auditlog.Reco
 	if f.Limit > 0 && len(out) > f.Limit && s.flaws&ignoreLimit == 0 {
 		out = out[:f.Limit]
 	}
+	if s.flaws&queryTwice != 0 {
+		out = append(out, out...)
+	}
 	return out, nil
 }
 
@@ -113,6 +129,9 @@ func (s *refSink) DeleteBefore(ctx context.Context, t time.Time) (int64, error) 
 	if err := s.check(ctx); err != nil {
 		return 0, err
 	}
+	if s.flaws&deleteFails != 0 {
+		return 0, auditlog.ErrUnavailable
+	}
 	var keep []auditlog.Record
 	for _, r := range s.recs {
 		if r.Time.Before(t) || (s.flaws&deleteAtCutoff != 0 && r.Time.Equal(t)) {
@@ -121,6 +140,9 @@ func (s *refSink) DeleteBefore(ctx context.Context, t time.Time) (int64, error) 
 		keep = append(keep, r)
 	}
 	n := int64(len(s.recs) - len(keep))
+	if s.flaws&deleteOvercounts != 0 {
+		n = int64(len(s.recs)) // counts the kept records too
+	}
 	s.recs = keep
 	return n, nil
 }
@@ -129,13 +151,22 @@ func (s *refSink) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
+	if s.flaws&closeFails != 0 {
+		return auditlog.ErrUnavailable
+	}
 	return nil
 }
 
 func runRefSink(flaws sinkFlaw) *report {
 	rec := newRecorder()
 	rec.Run("", func(t tb) {
-		runSink(t, func(tb) auditlog.Sink { return &refSink{flaws: flaws} })
+		runSink(t, func(tb) auditlog.Sink {
+			s := &refSink{flaws: flaws}
+			if flaws&startsNonEmpty != 0 {
+				s.recs = []auditlog.Record{{ID: "left-over", Time: time.Now()}}
+			}
+			return s
+		})
 	})
 	return rec.rep
 }
@@ -160,6 +191,13 @@ func TestSinkTeeth(t *testing.T) {
 		{"RacyWrite", racyWrite, map[string]string{"Concurrent": "missing"}},
 		{"OpenAfterClose", openAfterClose, map[string]string{"Closed": "ErrClosed"}},
 		{"SecondPrecision", secondPrecision, map[string]string{"RoundTrip": "every field"}},
+		{"WriteFails", writeFails, map[string]string{"RoundTrip": "Write(2 records)", "Concurrent": "concurrent Write"}},
+		{"QueryFails", queryFails, map[string]string{"Order": "Query("}},
+		{"StartsNonEmpty", startsNonEmpty, map[string]string{"Empty": "want 0"}},
+		{"DeleteFails", deleteFails, map[string]string{"Empty": "DeleteBefore on an empty sink", "DeleteBefore": "DeleteBefore:"}},
+		{"QueryTwice", queryTwice, map[string]string{"Concurrent": "duplicated"}},
+		{"CloseFails", closeFails, map[string]string{"Closed": "Close:"}},
+		{"DeleteOvercounts", deleteOvercounts, map[string]string{"DeleteBefore": "DeleteBefore again"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
