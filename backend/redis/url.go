@@ -102,12 +102,18 @@ func parseURL(rawURL string) (*config, error) {
 		}
 		return nil, fmt.Errorf("%w %q: %s", backend.ErrInvalidURL, backend.Redact(rawURL), scrub(msg, rawURL))
 	}
+	if u.Fragment != "" || u.Opaque != "" || strings.HasSuffix(rawURL, "#") {
+		// Whatever follows "#" may be a password with an unencoded "#";
+		// show only the scheme.
+		return nil, fmt.Errorf("%w %q: a fragment (#...) or opaque URL is not allowed (percent-encode # in a password as %%23)",
+			backend.ErrInvalidURL, u.Scheme+"://(redacted)")
+	}
 	q := u.Query()
 	cfg := &config{prefix: q.Get(ownParamPrefix)}
 	q.Del(ownParamPrefix)
 	_, retries := q["max_retries"]
 	bad := func(err error) error {
-		return backend.Errorf(u, "%s", scrub(err.Error(), rawURL))
+		return invalid(u, "%s", scrub(err.Error(), rawURL))
 	}
 	scheme := strings.ToLower(u.Scheme)
 	inner := &url.URL{Scheme: "redis", User: u.User, Host: u.Host, Path: u.Path}
@@ -117,7 +123,7 @@ func parseURL(rawURL string) (*config, error) {
 	switch scheme {
 	case SchemeRedis, SchemeRediss:
 		if strings.Contains(u.Host, ",") {
-			return nil, backend.Errorf(u, "several hosts: use %s:// or %s://", SchemeCluster, SchemeSentinel)
+			return nil, invalid(u, "several hosts: use %s:// or %s://", SchemeCluster, SchemeSentinel)
 		}
 		inner.RawQuery = q.Encode()
 		o, err := goredis.ParseURL(inner.String())
@@ -136,7 +142,7 @@ func parseURL(rawURL string) (*config, error) {
 			return nil, err
 		}
 		if p := strings.Trim(u.Path, "/"); p != "" && p != "0" {
-			return nil, backend.Errorf(u, "a cluster has only database 0, not %q", p)
+			return nil, invalid(u, "a cluster has only database 0, not %q", p)
 		}
 		inner.Host, inner.Path = hosts[0], ""
 		for _, h := range hosts[1:] {
@@ -181,9 +187,19 @@ func parseURL(rawURL string) (*config, error) {
 		o.DialerRetries = 1
 		cfg.failover = o
 	default:
-		return nil, backend.Errorf(u, "scheme %q is not a redis scheme", u.Scheme)
+		return nil, invalid(u, "scheme %q is not a redis scheme", u.Scheme)
 	}
 	return cfg, nil
+}
+
+// invalid returns an ErrInvalidURL error about u (redacted) with the reason
+// given by format and args. A URL whose "@" did not make a user part (so
+// that Redacted would not hide a password) is shown as its scheme only.
+func invalid(u *url.URL, format string, args ...any) error {
+	if u.User == nil && strings.Contains(u.String(), "@") {
+		return fmt.Errorf("%w %q: %s", backend.ErrInvalidURL, u.Scheme+"://(redacted)", fmt.Sprintf(format, args...))
+	}
+	return backend.Errorf(u, format, args...)
 }
 
 // splitHosts returns the comma-separated host:port list of u.
@@ -191,7 +207,7 @@ func splitHosts(u *url.URL) ([]string, error) {
 	var hosts []string
 	for _, h := range strings.Split(u.Host, ",") {
 		if h == "" {
-			return nil, backend.Errorf(u, "empty host in host list")
+			return nil, invalid(u, "empty host in host list")
 		}
 		if !strings.Contains(h, ":") {
 			h += ":6379"
@@ -219,16 +235,16 @@ func sentinelTarget(u *url.URL, q url.Values) (master string, db int, user, pass
 		if len(segs) == 2 {
 			dbSeg = segs[1]
 		} else if len(segs) > 2 {
-			return "", 0, "", "", backend.Errorf(u, "path %q is not /master[/db]", u.Path)
+			return "", 0, "", "", invalid(u, "path %q is not /master[/db]", u.Path)
 		}
 	case len(segs) == 1:
 		dbSeg = segs[0]
 	case len(segs) > 1:
-		return "", 0, "", "", backend.Errorf(u, "path %q is not /master[/db]", u.Path)
+		return "", 0, "", "", invalid(u, "path %q is not /master[/db]", u.Path)
 	}
 	if m := q.Get(masterParam); m != "" {
 		if master != "" && master != m {
-			return "", 0, "", "", backend.Errorf(u, "two master names: %q and %q", master, m)
+			return "", 0, "", "", invalid(u, "two master names: %q and %q", master, m)
 		}
 		master = m
 	}
@@ -237,11 +253,11 @@ func sentinelTarget(u *url.URL, q url.Values) (master string, db int, user, pass
 		master, user = user, ""
 	}
 	if master == "" {
-		return "", 0, "", "", backend.Errorf(u, "no master name (use /master, ?master= or master@hosts)")
+		return "", 0, "", "", invalid(u, "no master name (use /master, ?master= or master@hosts)")
 	}
 	if dbSeg != "" {
 		if db, err = strconv.Atoi(dbSeg); err != nil || db < 0 {
-			return "", 0, "", "", backend.Errorf(u, "invalid database number %q", dbSeg)
+			return "", 0, "", "", invalid(u, "invalid database number %q", dbSeg)
 		}
 	}
 	return master, db, user, pass, nil

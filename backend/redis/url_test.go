@@ -224,3 +224,18 @@ func TestOpenThroughRegistryErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestParseURLFragment(t *testing.T) {
+	for _, raw := range []string{
+		"#://user:s3cret@h/0",
+		"redis://u:pa#s3cret@h:1/0",
+		"redis://h:1/0#s3cret",
+		"redis:s3cret@h",
+		"redis://h:1#",
+	} {
+		_, err := parseURL(raw)
+		if !errors.Is(err, backend.ErrInvalidURL) || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("parseURL(%q) = %v", raw, err)
+		}
+	}
+}
