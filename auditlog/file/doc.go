@@ -2,13 +2,13 @@
 // appended to a file, registered as the "file" URL scheme:
 //
 //	file:///var/log/defender/attempts.jsonl
-//	file:///var/log/defender/attempts.jsonl?sync=true&dedupe=65536
+//	file:///var/log/defender/attempts.jsonl?sync=true&dedupe=16384
 //	file:relative/path.jsonl
 //
 // Parameters: sync (fsync after every write; default false: a record
 // survives a crash of the process, not of the machine, until the kernel
 // writes it back) and dedupe (the size of the window of remembered IDs,
-// default 65536). Any other parameter is an error.
+// default 16384, about 2 MB; the Writer replays at most a batch or two, right after writing them). Any other parameter is an error.
 //
 // # Format
 //

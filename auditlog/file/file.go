@@ -24,7 +24,7 @@ import (
 const (
 	// DefaultDedupeWindow is how many recent record IDs a Sink remembers to
 	// make replays idempotent.
-	DefaultDedupeWindow = 1 << 16
+	DefaultDedupeWindow = 1 << 14
 	// TailScanBytes is how much of the end of an existing file Open reads to
 	// seed the remembered IDs.
 	TailScanBytes = 16 << 20
