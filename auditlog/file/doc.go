@@ -8,7 +8,8 @@
 // Parameters: sync (fsync after every write; default false: a record
 // survives a crash of the process, not of the machine, until the kernel
 // writes it back) and dedupe (the size of the window of remembered IDs,
-// default 16384, about 2 MB; the Writer replays at most a batch or two, right after writing them). Any other parameter is an error.
+// default 16384, about 2 MB; the Writer replays at most a batch or two,
+// right after writing them). Any other parameter is an error.
 //
 // # Format
 //
