@@ -2,6 +2,7 @@ package faulttest
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"sync"
@@ -45,7 +46,9 @@ func TestMain(m *testing.M) {
 				code = 1
 			}
 		}()
-		sharedCluster = testserver.StartRedisCluster(tb, 3, 0)
+		if !fuzzing() {
+			sharedCluster = testserver.StartRedisCluster(tb, 3, 0)
+		}
 		return m.Run()
 	}()
 	if code == 0 {
@@ -55,6 +58,18 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
+}
+
+// fuzzing reports a fuzzing run (coordinator or worker), which needs no
+// servers: the fuzz targets are in-process.
+func fuzzing() bool {
+	flag.Parse()
+	for _, name := range []string{"test.fuzz", "test.fuzzworker"} {
+		if f := flag.Lookup(name); f != nil && f.Value.String() != "" && f.Value.String() != "false" {
+			return true
+		}
+	}
+	return false
 }
 
 // mainTB is the testing.TB of TestMain's shared servers: Fatalf ends the

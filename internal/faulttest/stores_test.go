@@ -114,6 +114,9 @@ func redisKit(t testing.TB) *kit {
 func clusterKit(t testing.TB) *kit {
 	t.Helper()
 	rc := sharedCluster
+	if rc == nil {
+		t.Fatal("the shared Redis Cluster was not started (TestMain skips it when fuzzing)")
+	}
 	via := map[string]string{}
 	var faults []*fault
 	for _, n := range rc.Nodes {
