@@ -15,6 +15,14 @@ import (
 
 func init() {
 	register(store{name: "memcached", open: openMemcached, parallelism: netParallelism, footprint: memcachedFootprint, traffic: memcachedTraffic})
+	pairedFloors["memcached"] = pairedFloor{batch: 1, setup: func(b *testing.B) func(int) error {
+		c := memcacheClient(memcachedAddr(b))
+		b.Cleanup(func() { c.Close() })
+		if err := c.Set(&memcache.Item{Key: "bench:floor", Value: []byte("1")}); err != nil {
+			b.Fatal(err)
+		}
+		return func(int) error { _, err := c.Get("bench:floor"); return err }
+	}}
 	floors = append(floors, floor{"memcached", "memcached-get", func(b *testing.B) {
 		c := memcacheClient(memcachedAddr(b))
 		defer c.Close()

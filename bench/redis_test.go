@@ -17,6 +17,16 @@ func init() {
 		traffic: func(b *testing.B) map[string]float64 { return redisTraffic(b, []string{redisAddr(b)}) }})
 	register(store{name: "redis-cluster", open: openRedisCluster, parallelism: netParallelism,
 		traffic: func(b *testing.B) map[string]float64 { return redisTraffic(b, redisClusterAddrs(b)) }})
+	pairedFloors["redis"] = pairedFloor{batch: 1, setup: func(b *testing.B) func(int) error {
+		c := redisClient(redisAddr(b))
+		b.Cleanup(func() { c.Close() })
+		return func(int) error { return c.Ping(ctx).Err() }
+	}}
+	pairedFloors["redis-cluster"] = pairedFloor{batch: 1, setup: func(b *testing.B) func(int) error {
+		c := clusterClient(redisClusterAddrs(b))
+		b.Cleanup(func() { c.Close() })
+		return func(int) error { return c.Ping(ctx).Err() }
+	}}
 	floors = append(floors,
 		floor{"redis", "redis-ping", func(b *testing.B) {
 			c := redisClient(redisAddr(b))
