@@ -82,6 +82,8 @@ type Stats struct {
 	Corrupt uint64
 }
 
+var _ Recorder = (*Writer)(nil)
+
 // Writer delivers records to a Sink asynchronously. It implements Recorder:
 // Record never waits for the sink. Records are batched; when the sink
 // fails they are spooled to disk and replayed, in order, when it is back.

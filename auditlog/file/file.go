@@ -60,6 +60,8 @@ type Options struct {
 	Perm fs.FileMode
 }
 
+var _ auditlog.Sink = (*Sink)(nil)
+
 // Sink is a JSON-lines audit sink: one record per line, appended. It is
 // safe for concurrent use, and for use by several processes on one file.
 type Sink struct {

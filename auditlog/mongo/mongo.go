@@ -51,6 +51,8 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+var _ auditlog.Sink = (*Sink)(nil)
+
 // Sink stores records in a MongoDB collection, one document per record
 // with the record's ID as _id, so a replayed record is a duplicate-key
 // error that Write ignores. It is safe for concurrent use.
