@@ -210,8 +210,9 @@ var allKits = []struct {
 
 // recorder collects events and metrics.
 type recorder struct {
-	mu     sync.Mutex
-	events []defender.Event
+	mu      sync.Mutex
+	events  []defender.Event
+	slowest map[string]time.Duration // per store operation
 
 	failModes                     sync.Map // defender.FailMode -> *atomic.Int64
 	attempts                      sync.Map // outcome -> *atomic.Int64
@@ -246,7 +247,13 @@ func (r *recorder) Attempt(outcome string)       { counter(&r.attempts, outcome)
 func (r *recorder) Block(defender.Kind)          { r.blocks.Add(1) }
 func (r *recorder) Unblock(defender.Kind)        {}
 func (r *recorder) FailMode(m defender.FailMode) { counter(&r.failModes, m).Add(1) }
-func (r *recorder) StoreCall(_ string, _ time.Duration, err error) {
+func (r *recorder) StoreCall(op string, d time.Duration, err error) {
+	r.mu.Lock()
+	if r.slowest == nil {
+		r.slowest = map[string]time.Duration{}
+	}
+	r.slowest[op] = max(r.slowest[op], d)
+	r.mu.Unlock()
 	r.storeCalls.Add(1)
 	if err != nil {
 		r.storeErrs.Add(1)
