@@ -62,6 +62,7 @@ type Sink struct {
 	opts     Options
 	log      *slog.Logger
 	redacted string
+	password string
 
 	mu        sync.Mutex
 	indexed   bool
@@ -151,6 +152,7 @@ func New(_ context.Context, uri string, opts Options) (*Sink, error) {
 		opts:     opts,
 		log:      log,
 		redacted: redacted,
+		password: cs.Password,
 	}, nil
 }
 
@@ -246,9 +248,12 @@ func isNetwork(err error) bool {
 }
 
 // wrap marks a driver error as auditlog.ErrUnavailable, without the URL's
-// password.
+// password (should the driver ever quote it).
 func (s *Sink) wrap(op string, err error) error {
-	msg := err.Error()
+	msg := strings.TrimSpace(err.Error())
+	if s.password != "" {
+		msg = strings.ReplaceAll(msg, s.password, "xxxxx")
+	}
 	return fmt.Errorf("%w: auditlog/mongo %s: %s", auditlog.ErrUnavailable, op, msg)
 }
 

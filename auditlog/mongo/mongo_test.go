@@ -123,13 +123,13 @@ func TestTTL(t *testing.T) {
 // TestServerDown: with no server, operations fail fast (server selection
 // timeout, not the driver's 30 s) with ErrUnavailable.
 func TestServerDown(t *testing.T) {
-	uri := "mongodb://" + testserver.Addr(testserver.FreePort(t)) + "/x"
+	uri := "mongodb://u:s3cret@" + testserver.Addr(testserver.FreePort(t)) + "/x"
 	s := open(t, uri, mongo.Options{})
 	start := time.Now()
 	err := s.Write(context.Background(), []auditlog.Record{{ID: auditlog.NewID(start), Time: start}})
 	took := time.Since(start)
-	if !errors.Is(err, auditlog.ErrUnavailable) {
-		t.Errorf("Write with no server = %v, want ErrUnavailable", err)
+	if !errors.Is(err, auditlog.ErrUnavailable) || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("Write with no server = %v, want ErrUnavailable without the password", err)
 	}
 	if took > 5*time.Second {
 		t.Errorf("Write took %v with no server, want about %v", took, mongo.DefaultServerSelectionTimeout)
