@@ -13,14 +13,25 @@ import (
 	"github.com/go-defender/defender/backend"
 )
 
-// The URL schemes this package registers with backend.Register.
+// The URL schemes this package registers with backend.Register (see Open
+// for their forms).
 const (
-	SchemeRedis           = "redis"
-	SchemeRediss          = "rediss"
-	SchemeCluster         = "redis+cluster"
-	SchemeClusterTLS      = "rediss+cluster"
-	SchemeSentinel        = "redis+sentinel"
-	SchemeSentinelTLS     = "rediss+sentinel"
+	// SchemeRedis is a standalone server: redis://[[user]:password@]host[:port][/db].
+	SchemeRedis = "redis"
+	// SchemeRediss is SchemeRedis over TLS.
+	SchemeRediss = "rediss"
+	// SchemeCluster is a Redis Cluster, given by seed nodes: redis+cluster://h1:p1,h2:p2.
+	SchemeCluster = "redis+cluster"
+	// SchemeClusterTLS is SchemeCluster over TLS.
+	SchemeClusterTLS = "rediss+cluster"
+	// SchemeSentinel is a master found through Sentinel: redis+sentinel://s1:p1,s2:p2/master[/db].
+	SchemeSentinel = "redis+sentinel"
+	// SchemeSentinelTLS is SchemeSentinel with TLS to the data nodes.
+	SchemeSentinelTLS = "rediss+sentinel"
+)
+
+// Query parameters this package handles itself (the rest go to go-redis).
+const (
 	ownParamPrefix        = "prefix"
 	sentinelUserParam     = "sentinel_username"
 	sentinelPasswordParam = "sentinel_password"
