@@ -3,6 +3,7 @@ package faulttest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strconv"
 	"testing"
@@ -64,7 +65,6 @@ func readCounter(t testing.TB, b backend.Backend, key string) int64 {
 func TestFailModes(t *testing.T) {
 	for _, nk := range networkKits {
 		t.Run(nk.name, func(t *testing.T) {
-			t.Parallel()
 			k := nk.make(t)
 			for _, mode := range []defender.FailMode{defender.FailClosed, defender.FailOpen, defender.FailLocal} {
 				for _, fk := range faultKinds {
@@ -81,26 +81,38 @@ func runFailMode(t *testing.T, k *kit, mode defender.FailMode, fk faultKind) {
 	cfg.CachePrefix = prefix
 	cfg.StoreTimeout = storeTimeout
 	cfg.FailMode = mode
-	cfg.StoreAccessAttempts = false
-	d, rec := newDefender(t, k.store, cfg)
+	d, rec := newDefender(t, k.store, cfg) // audit records go to rec
 	app := newLoginApp(t, d)
 	var worst maxDur
-	userKey := counterKey(prefix, "u:alice")
 	const ipA, ipB = "192.0.2.10", "198.51.100.7"
 
 	// Warm up (connections, scripts), then one failure, counted on the
-	// shared store.
-	if dec := d.Check(ctxBG, defender.Login{IP: netip.MustParseAddr("203.0.113.1")}); dec.FailMode != "" {
-		t.Fatalf("warm-up: %+v", dec)
-	}
-	w, el := app.post(ipA, "alice", "wrong")
-	worst.add(el)
-	if w.Code != 401 {
-		t.Fatalf("healthy failure: status %d", w.Code)
+	// shared store. On a loaded machine a healthy call can still miss the
+	// 100ms deadline: then the fail mode decided it (the audit record says
+	// so) and the test starts again with another username.
+	warmUp(t, d)
+	user, userKey := "", ""
+	for try := 0; ; try++ {
+		user = fmt.Sprintf("alice%d", try)
+		userKey = counterKey(prefix, "u:"+user)
+		w, el := app.post(ipA, user, "wrong")
+		fms := rec.auditFailModes()
+		if fms[len(fms)-1] == "" {
+			worst.add(el)
+			if w.Code != 401 {
+				t.Fatalf("healthy failure: status %d", w.Code)
+			}
+			break
+		}
+		if try == 4 {
+			t.Fatalf("the store missed its deadline on 5 healthy logins in a row")
+		}
+		warmUp(t, d)
 	}
 	if n := readCounter(t, k.direct, userKey); n != 1 {
 		t.Fatalf("healthy: counter %d, want 1", n)
 	}
+	base := len(rec.auditFailModes())
 
 	fk.apply(k)
 	failDecisions := 0
@@ -108,7 +120,7 @@ func runFailMode(t *testing.T, k *kit, mode defender.FailMode, fk faultKind) {
 	// Five wrong passwords during the outage.
 	var statuses []int
 	for i := 0; i < 5; i++ {
-		w, el := app.post(ipB, "alice", "wrong")
+		w, el := app.post(ipB, user, "wrong")
 		worst.add(el)
 		failDecisions++
 		statuses = append(statuses, w.Code)
@@ -135,7 +147,7 @@ func runFailMode(t *testing.T, k *kit, mode defender.FailMode, fk faultKind) {
 		}
 	}
 	// A page view during the outage.
-	w, el = app.get(ipB)
+	w, el := app.get(ipB)
 	worst.add(el)
 	failDecisions++
 	wantGet := map[defender.FailMode]int{defender.FailClosed: 503, defender.FailOpen: 401, defender.FailLocal: 429}[mode]
@@ -144,7 +156,7 @@ func runFailMode(t *testing.T, k *kit, mode defender.FailMode, fk faultKind) {
 	}
 	// The API's view of the same.
 	start := time.Now()
-	a := d.Attempt(ctxBG, defender.Login{IP: netip.MustParseAddr(ipB), Username: "alice"})
+	a := d.Attempt(ctxBG, defender.Login{IP: netip.MustParseAddr(ipB), Username: user})
 	dec := a.Decision()
 	a.Failed(ctxBG)
 	worst.add(time.Since(start))
@@ -158,6 +170,18 @@ func runFailMode(t *testing.T, k *kit, mode defender.FailMode, fk faultKind) {
 	}
 	if mode != defender.FailLocal && !errors.Is(dec.Err, backend.ErrUnavailable) && !errors.Is(dec.Err, context.DeadlineExceeded) {
 		t.Errorf("decision error %v wraps neither ErrUnavailable nor DeadlineExceeded", dec.Err)
+	}
+
+	// The audit records of the outage's logins (the five POSTs and the
+	// API attempt) carry the fail mode.
+	fms := rec.auditFailModes()[base:]
+	if len(fms) != 6 {
+		t.Fatalf("%d audit records of the outage, want 6", len(fms))
+	}
+	for i, fm := range fms {
+		if fm != string(mode) {
+			t.Errorf("audit record %d of the outage: fail_mode %q, want %q", i+1, fm, mode)
+		}
 	}
 
 	fk.heal(k)
@@ -179,13 +203,20 @@ func runFailMode(t *testing.T, k *kit, mode defender.FailMode, fk faultKind) {
 	}
 	// Counting resumes on the shared store: nothing of the outage reached
 	// it (the requests were refused, reset or swallowed before the server).
-	w, el = app.post(ipA, "alice", "wrong")
+	w, el = app.post(ipA, user, "wrong")
 	worst.add(el)
 	if w.Code != 401 {
 		t.Fatalf("after recovery: status %d, want 401", w.Code)
 	}
 	if n := readCounter(t, k.direct, userKey); n != 2 {
 		t.Fatalf("after recovery: shared counter %d, want 2", n)
+	}
+	if mode == defender.FailLocal {
+		// What the local store counted and blocked is not consulted once
+		// the shared store answers.
+		if dec := d.Check(ctxBG, defender.Login{IP: netip.MustParseAddr(ipB), Username: user}); dec.Verdict != defender.Allow || dec.FailMode != "" {
+			t.Errorf("after recovery, the client blocked locally: %+v, want allowed by the shared store", dec)
+		}
 	}
 
 	if err := d.Close(); err != nil { // delivers the queued events

@@ -48,10 +48,21 @@ func waitRecovered(t testing.TB, d *defender.Defender, worst *maxDur) int {
 	}
 }
 
+// warmUp waits until the store answers (a connection left over from an
+// earlier fault, or a loaded machine, may fail the first call), so that
+// the test starts healthy.
 func warmUp(t testing.TB, d *defender.Defender) {
 	t.Helper()
-	if dec := d.Check(ctxBG, defender.Login{IP: netip.MustParseAddr("203.0.113.1")}); dec.FailMode != "" {
-		t.Fatalf("warm-up: %+v", dec)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		dec := d.Check(ctxBG, defender.Login{IP: netip.MustParseAddr("203.0.113.1")})
+		if dec.FailMode == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("warm-up: %+v", dec)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -78,7 +89,6 @@ func TestLatencyBeyondDeadline(t *testing.T) {
 	want := map[string]int64{"redis": 3, "cluster": 3, "memcached": 2}
 	for _, nk := range networkKits {
 		t.Run(nk.name, func(t *testing.T) {
-			t.Parallel()
 			k := nk.make(t)
 			prefix := uniquePrefix()
 			cfg := closedConfig(prefix)
@@ -174,7 +184,6 @@ func TestLostReply(t *testing.T) {
 	}
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
-			t.Parallel()
 			prefix := uniquePrefix()
 			store, direct, arm, disarm := v.setup(t, prefix)
 			cfg := closedConfig(prefix)

@@ -14,6 +14,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/go-defender/defender/auditlog"
 	"github.com/go-defender/defender/backend"
 	"github.com/go-defender/defender/backend/bolt"
 	"github.com/go-defender/defender/backend/memcached"
@@ -213,6 +214,7 @@ type recorder struct {
 	mu      sync.Mutex
 	events  []defender.Event
 	slowest map[string]time.Duration // per store operation
+	audit   []auditlog.Record
 
 	failModes                     sync.Map // defender.FailMode -> *atomic.Int64
 	attempts                      sync.Map // outcome -> *atomic.Int64
@@ -243,6 +245,24 @@ func counter(m *sync.Map, k any) *atomic.Int64 {
 	return v.(*atomic.Int64)
 }
 
+// Record implements auditlog.Recorder: the records are kept in memory.
+func (r *recorder) Record(rec auditlog.Record) {
+	r.mu.Lock()
+	r.audit = append(r.audit, rec)
+	r.mu.Unlock()
+}
+
+// auditFailModes returns the FailMode of every audit record, in order.
+func (r *recorder) auditFailModes() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, len(r.audit))
+	for i, a := range r.audit {
+		out[i] = a.FailMode
+	}
+	return out
+}
+
 func (r *recorder) Attempt(outcome string)       { counter(&r.attempts, outcome).Add(1) }
 func (r *recorder) Block(defender.Kind)          { r.blocks.Add(1) }
 func (r *recorder) Unblock(defender.Kind)        {}
@@ -268,7 +288,7 @@ func (r *recorder) failModeCount(m defender.FailMode) int64 { return counter(&r.
 func newDefender(t testing.TB, store backend.Backend, cfg defender.Config) (*defender.Defender, *recorder) {
 	t.Helper()
 	rec := &recorder{}
-	d, err := defender.New(store, cfg, &defender.Options{Hooks: []defender.Hook{rec.hook}, Metrics: rec, Logger: quiet})
+	d, err := defender.New(store, cfg, &defender.Options{Hooks: []defender.Hook{rec.hook}, Metrics: rec, Audit: rec, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
