@@ -15,12 +15,13 @@ import (
 var (
 	// incrScript: KEYS counters; ARGV delta, ttl. Returns the new values.
 	incrScript = newScript("incr", `
-local d = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[2])
 local out = {}
 for i, k in ipairs(KEYS) do
-  out[i] = redis.call('INCRBY', k, d)
-  if ttl > 0 then redis.call('PEXPIRE', k, ttl) else redis.call('PERSIST', k) end
+  out[i] = redis.call('INCRBY', k, ARGV[1])
+  -- Lua numbers are doubles: past 2^53 read the exact value back.
+  if out[i] >= 9007199254740992 or out[i] <= -9007199254740992 then out[i] = redis.call('GET', k) end
+  if ttl > 0 then redis.call('PEXPIRE', k, ARGV[2]) else redis.call('PERSIST', k) end
 end
 return out
 `)
@@ -48,8 +49,10 @@ for i = 1, nb do
 end
 local out = {0}
 for i = nb + 1, #KEYS do
-  out[#out + 1] = redis.call('INCR', KEYS[i])
-  if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) else redis.call('PERSIST', KEYS[i]) end
+  local n = redis.call('INCR', KEYS[i])
+  if n >= 9007199254740992 then n = redis.call('GET', KEYS[i]) end
+  out[#out + 1] = n
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ARGV[2]) else redis.call('PERSIST', KEYS[i]) end
 end
 return out
 `)
@@ -69,19 +72,19 @@ return #KEYS
 	blockScript = newScript("block", `
 local n = redis.call('INCR', KEYS[1])
 local w = tonumber(ARGV[1])
-if w > 0 then redis.call('PEXPIRE', KEYS[1], w) else redis.call('PERSIST', KEYS[1]) end
+if w > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) else redis.call('PERSIST', KEYS[1]) end
 local nd = tonumber(ARGV[3])
 local i = n
 if i > nd then i = nd end
 if i < 1 then i = 1 end
-local d = tonumber(ARGV[3 + i])
-if d > 0 then
+local d = ARGV[3 + i]
+if tonumber(d) > 0 then
   redis.call('SET', KEYS[2], ARGV[2], 'PX', d)
 else
   redis.call('SET', KEYS[2], ARGV[2])
 end
 if #KEYS >= 3 then redis.call('DEL', KEYS[3]) end
-return {n, d}
+return {n, tonumber(d)}
 `)
 )
 

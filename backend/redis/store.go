@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -392,7 +393,14 @@ func reserveReply(vals []any, nb, nc int) (blocked int, value string, ttl int64,
 	}
 	counts = make([]int64, nc)
 	for i, x := range vals[1:] {
-		if counts[i], ok = x.(int64); !ok {
+		switch v := x.(type) {
+		case int64:
+			counts[i] = v
+		case string: // a count past 2^53, read back exactly
+			if counts[i], err = strconv.ParseInt(v, 10, 64); err != nil {
+				return bad()
+			}
+		default:
 			return bad()
 		}
 	}

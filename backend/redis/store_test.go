@@ -342,3 +342,39 @@ func TestContextCancelled(t *testing.T) {
 }
 
 func base64URL(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+// TestLargeValues: deltas and TTLs are passed to Redis as decimal strings,
+// never through Lua's floating-point numbers.
+func TestLargeValues(t *testing.T) {
+	_, c := standalone(t)
+	s := openStore(t, c)
+	ctx := tctx(t)
+	const big = int64(1)<<62 + 1
+	if n := mustIncr(t, s, []string{"k"}, big, 0); n[0] != big {
+		t.Fatalf("Incr by %d = %d", big, n[0])
+	}
+	if n := mustIncr(t, s, []string{"k"}, -big, 0); n[0] != 0 {
+		t.Fatalf("Incr back = %d", n[0])
+	}
+	if n := mustIncr(t, s, []string{"k"}, -big, 0); n[0] != -big {
+		t.Fatalf("Incr negative = %d", n[0])
+	}
+	if err := c.Set(ctx, s.prefix+"r", int64(1)<<53, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r := backend.Reservation{Blocks: []string{"none"}, Counters: []string{"r"}}
+	if err := s.Reserve(ctx, &r); err != nil || r.Counts[0] != 1<<53+1 {
+		t.Fatalf("Reserve past 2^53 = %v, %v", r.Counts, err)
+	}
+	long := 100 * 365 * 24 * time.Hour
+	if n := mustIncr(t, s, []string{"long"}, 1, long+time.Millisecond); n[0] != 1 {
+		t.Fatal(n)
+	}
+	if d := c.PTTL(ctx, s.prefix+"long").Val(); d < long {
+		t.Errorf("PTTL %v, want > %v", d, long)
+	}
+	res, err := s.Block(ctx, backend.BlockRequest{BlockKey: "b", LockoutsKey: "n", Window: long, Durations: []time.Duration{long + 7*time.Millisecond}})
+	if err != nil || res.Duration != long+7*time.Millisecond {
+		t.Fatalf("Block = %+v, %v", res, err)
+	}
+}

@@ -84,6 +84,8 @@ func TestReserveReply(t *testing.T) {
 		{vals: []any{int64(1), int64(5), int64(1)}, nb: 1, bad: true},
 		{vals: []any{int64(0), int64(1)}, nc: 2, bad: true},
 		{vals: []any{int64(0), "x"}, nc: 1, bad: true},
+		{vals: []any{int64(0), "9007199254740993"}, nc: 1, blocked: -1, counts: "[9007199254740993]"},
+		{vals: []any{int64(0), 1.5}, nc: 1, bad: true},
 	} {
 		blocked, _, _, counts, err := reserveReply(tc.vals, tc.nb, tc.nc)
 		if tc.bad {
