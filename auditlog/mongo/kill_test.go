@@ -53,7 +53,7 @@ func TestWriterKilledMidFlush(t *testing.T) {
 	srv := testserverStart(t)
 	spool := filepath.Join(t.TempDir(), "spool")
 	srv.Stop()
-	s := open(t, srv.URI, mongo.Options{})
+	s := open(t, srv.URI, mongo.Options{Timeout: time.Minute}) // reading 10,000 records back can be slow on a loaded machine
 	w, err := auditlog.NewWriter(s, auditlog.WriterOptions{SpoolDir: spool, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

@@ -156,7 +156,7 @@ func TestServerDown(t *testing.T) {
 // 10,000 records and started again: every record arrives exactly once.
 func TestWriterOutage(t *testing.T) {
 	srv := testserver.StartMongoServer(t)
-	s := open(t, srv.URI, mongo.Options{})
+	s := open(t, srv.URI, mongo.Options{Timeout: time.Minute}) // reading 10,000 records back can be slow on a loaded machine
 	w, err := auditlog.NewWriter(s, auditlog.WriterOptions{
 		SpoolDir: filepath.Join(t.TempDir(), "spool"),
 		Logger:   slog.New(slog.NewTextHandler(testWriter{t}, nil)),
