@@ -204,10 +204,11 @@ func parseURL(rawURL string) (*config, error) {
 }
 
 // invalid returns an ErrInvalidURL error about u (redacted) with the reason
-// given by format and args. A URL whose "@" did not make a user part (so
-// that Redacted would not hide a password) is shown as its scheme only.
+// given by format and args. A URL with an "@" outside its user part (where
+// Redacted would not hide a password) is shown as its scheme only.
 func invalid(u *url.URL, format string, args ...any) error {
-	if u.User == nil && strings.Contains(u.String(), "@") {
+	ats := strings.Count(u.Redacted(), "@")
+	if u.User == nil && ats > 0 || u.User != nil && ats > 1 {
 		return fmt.Errorf("%w %q: %s", backend.ErrInvalidURL, u.Scheme+"://(redacted)", fmt.Sprintf(format, args...))
 	}
 	return backend.Errorf(u, format, args...)
