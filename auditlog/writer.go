@@ -84,6 +84,10 @@ type Stats struct {
 
 var _ Recorder = (*Writer)(nil)
 
+// spoolBatch is the most queued records appended to the spool in one
+// write and fsync while older records are spooled.
+const spoolBatch = 4096
+
 // Writer delivers records to a Sink asynchronously. It implements Recorder:
 // Record never waits for the sink. Records are batched; when the sink
 // fails they are spooled to disk and replayed, in order, when it is back.
@@ -351,7 +355,14 @@ func (w *Writer) run() {
 				block = false
 			}
 		}
-		batch, open = w.gather(batch[:0], block, retry)
+		// While records wait in the spool, new ones go there too (order):
+		// take as many as are queued, so that one write and one fsync
+		// cover them all (group commit).
+		limit := w.opts.BatchSize
+		if w.spool.pending.Load() > 0 {
+			limit = max(limit, spoolBatch)
+		}
+		batch, open = w.gather(batch[:0], limit, block, retry)
 		if len(batch) > 0 {
 			w.deliver(batch)
 		}
@@ -362,10 +373,10 @@ func (w *Writer) run() {
 	w.shutdown()
 }
 
-// gather collects up to BatchSize queued records. When block is set it
+// gather collects up to limit queued records. When block is set it
 // waits for the first one (or a kick, or retry). It reports false when the
 // queue is closed and empty.
-func (w *Writer) gather(batch []Record, block bool, retry <-chan time.Time) ([]Record, bool) {
+func (w *Writer) gather(batch []Record, limit int, block bool, retry <-chan time.Time) ([]Record, bool) {
 	if block {
 		select {
 		case r, ok := <-w.q:
@@ -380,7 +391,7 @@ func (w *Writer) gather(batch []Record, block bool, retry <-chan time.Time) ([]R
 			return batch, true
 		}
 	}
-	for len(batch) < w.opts.BatchSize {
+	for len(batch) < limit {
 		select {
 		case r, ok := <-w.q:
 			if !ok {
