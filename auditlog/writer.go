@@ -86,7 +86,7 @@ var _ Recorder = (*Writer)(nil)
 
 // spoolBatch is the most queued records appended to the spool in one
 // write and fsync while older records are spooled.
-const spoolBatch = 4096
+const spoolBatch = 1024
 
 // Writer delivers records to a Sink asynchronously. It implements Recorder:
 // Record never waits for the sink. Records are batched; when the sink
