@@ -368,10 +368,14 @@ func TestDiesMidFlood(t *testing.T) {
 					sum += readCounter(t, k.direct, counterKey(prefix, "u:user"+strconv.Itoa(u)))
 					answered += ok401[u]
 				}
-				if sum < answered || sum > answered+workers {
-					t.Errorf("counters sum to %d; %d failures were answered (want between %d and %d)", sum, answered, answered, answered+workers)
+				// Never fewer than the answered failures; more only by
+				// refused attempts whose write happened (in flight at the
+				// cut: at most one per worker, unless a loaded machine
+				// made a healthy call miss its deadline too).
+				if sum < answered || sum > answered+int64(statuses[503]) {
+					t.Errorf("counters sum to %d; %d failures were answered, %d refused", sum, answered, statuses[503])
 				} else {
-					t.Logf("counters sum to %d; %d failures answered", sum, answered)
+					t.Logf("counters sum to %d; %d failures answered: %d refused attempts were counted (in flight at the cut; %d workers)", sum, answered, sum-answered, workers)
 				}
 			}
 			w, el := app.post("192.0.2.200", "fresh", "wrong")
