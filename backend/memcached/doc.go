@@ -57,13 +57,28 @@
 // and only until its block is set: from then on Reserve sees the block and
 // writes nothing.
 //
-// Reserve reads the blocks and the counters in one "gets" and, when no
-// block exists, writes each counter with "cas". A successful cas proves the
-// counter unchanged since the read that found no block; a counter that
-// loses its cas is re-read together with the blocks, so Reserve keeps the
-// ordering rule of backend.Reserve (when a block has appeared, it refunds
-// the counters it did increment). Block deletes the failure counter only
-// after the block is written.
+// Delete does not remove a key but replaces it with a tombstone (flags
+// 0xdef4) that reads as absent and expires after two to three seconds. So a
+// successful "add" proves more than absence: that nobody deleted the key
+// since it was read (a counter read more than a second ago is read again
+// before it is written from).
+//
+// Reserve reads the counters and the blocks in one "gets"; when no block
+// exists it writes each counter ("cas", or "add") and, in parallel, reads
+// the blocks again. This keeps the ordering rule of backend.Reserve even on
+// a pool, where the reads of one "gets" on different servers are not
+// ordered: the write proves the counter unchanged (not deleted) since the
+// first read, and the second block read starts after the first read ended.
+// Block sets the block before it deletes the counter; if that delete came
+// before the first read, the second read sees the block; if it came after
+// the write, the attempt counted on top of the blocking one (and is refused
+// as over the limit); in between, the write fails, is retried from a fresh
+// read, and the blocks are read a third time. When a block is seen after
+// counting, the counters are refunded (a refund never recreates a counter
+// that is gone). On a single server that Open connected, the second block
+// read is left out: a server reads the keys of one "gets" in order, and the
+// counters come first, so the first read already read the blocks after the
+// counters.
 //
 // # Round trips
 //
@@ -74,11 +89,12 @@
 //	operation                                  round trips  commands (1 server)
 //	Get (any number of keys)                   1            1 gets (1 per server)
 //	Incr, existing or new key(s)               2            1 gets + 1 cas/add per key
-//	Reserve (2 blocks, 2 counters), no block   2            1 gets + 2 cas
+//	Reserve (2 blocks, 2 counters), no block   2            1 gets, then 2 cas ‖ 1 gets (blocks)
+//	  the same, one server opened by Open      2            1 gets, then 2 cas
 //	Reserve, blocked                           1            1 gets
 //	SetBlock                                   2            set ‖ gets index, then cas index
-//	Delete (any number of keys)                1            1 delete per key
-//	Block                                      4            gets, cas, set ‖ cas index, delete
+//	Delete (any number of keys)                1            1 set (tombstone) per key
+//	Block                                      4            gets, cas, set ‖ cas index, set (tombstone)
 //	Scan (one page)                            2            gets index shards, gets members
 //
 // A login attempt therefore costs two round trips before the password check
@@ -170,5 +186,8 @@
 // the Store never retries it blindly (a cas retry re-reads first). Set
 // client.MaxIdleConns to at least the expected number of concurrent calls
 // (gomemcache's default is 2: every call beyond that dials and closes a
-// connection).
+// connection). Options.MaxInFlight (default 128) bounds the calls using the
+// network at once, so that a burst of logins cannot open more connections
+// than Memcached accepts (-c, 1024 by default); more calls wait for a slot
+// until their context ends.
 package memcached

@@ -356,7 +356,7 @@ func TestOpenURL(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := b.(*Store)
-	if s.c.Timeout != 70*time.Millisecond || s.c.MaxIdleConns != 3 || s.prefix != "p:" || !s.ownClient || s.servers[0] != addr {
+	if s.c.Timeout != 70*time.Millisecond || s.c.MaxIdleConns != 3 || s.prefix != "p:" || !s.ownClient || s.servers[0] != addr || !s.oneServer {
 		t.Fatalf("opened store: timeout %v, max idle %d, prefix %q, servers %v", s.c.Timeout, s.c.MaxIdleConns, s.prefix, s.servers)
 	}
 	b.Close()
@@ -367,6 +367,14 @@ func TestOpenURL(t *testing.T) {
 	}
 	if got := b.(*Store).servers; len(got) != 1 || got[0] != "127.0.0.1:11211" {
 		t.Fatalf("default port: %v", got)
+	}
+	b.Close()
+	b, err = backend.Open(bg(), "memcached://"+addr+","+addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.(*Store).oneServer {
+		t.Fatal("a store on two servers believes it has one")
 	}
 	b.Close()
 }

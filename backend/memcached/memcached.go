@@ -111,8 +111,11 @@ type Options struct {
 // implements backend.Reserver and backend.Blocker. It is safe for concurrent
 // use.
 type Store struct {
-	c          *memcache.Client
-	ownClient  bool
+	c         *memcache.Client
+	ownClient bool
+	// oneServer: the client talks to exactly one server (known when Open
+	// built it), so one "gets" reads its keys in order.
+	oneServer  bool
 	prefix     string
 	log        *slog.Logger
 	shards     int
@@ -730,7 +733,10 @@ func indexPlan(ix, exp, secs int64) (int64, bool) {
 // Reserve implements backend.Reserver in two round trips (one when a block
 // exists): one multi-key "gets" of the counters and the blocks, then, when
 // no block exists, one "cas" per counter in parallel with a second read of
-// the blocks.
+// the blocks. On a single server opened by Open the second read is left
+// out: there the "gets" reads the counters before the blocks (a server
+// reads the keys of one command in order), which is all the argument below
+// needs.
 //
 // Why this keeps the ordering rule of backend.Reserve, even across servers
 // whose reads are not ordered: the cas (or add) proves the counter unchanged
@@ -783,7 +789,7 @@ func (s *Store) Reserve(ctx context.Context, r *backend.Reservation) error {
 	var anyRetried atomic.Bool
 	blocked, block := -1, backend.Entry{}
 	tasks := nc
-	if len(r.Blocks) > 0 {
+	if len(r.Blocks) > 0 && !s.oneServer {
 		tasks++
 	}
 	err = parallel(tasks, func(i int) error {

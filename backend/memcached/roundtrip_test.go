@@ -2,6 +2,8 @@ package memcached
 
 import (
 	"context"
+	"fmt"
+	"math"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -38,11 +40,11 @@ func TestRoundTrips(t *testing.T) {
 		c := memcache.New(addrs...)
 		c.Timeout = 5 * time.Second
 		c.MaxIdleConns = 16
-		slow := false
+		var slow atomic.Bool
 		c.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 			var d net.Dialer
 			nc, err := d.DialContext(ctx, network, addr)
-			if err != nil || !slow {
+			if err != nil || !slow.Load() {
 				return nc, err
 			}
 			return slowConn{nc, delay, &writes}, nil
@@ -53,7 +55,7 @@ func TestRoundTrips(t *testing.T) {
 		}
 		t.Cleanup(func() { s.Close() })
 		ctx := bg()
-		slow = true // every connection from now on is slow
+		slow.Store(true) // every connection from now on is slow
 		// Existing, already indexed counters; a block for the blocked case.
 		if _, err := s.Incr(ctx, []string{"c:ip", "c:user", "l:user", "c:x"}, 1, time.Hour); err != nil {
 			t.Fatal(err)
@@ -64,6 +66,15 @@ func TestRoundTrips(t *testing.T) {
 		if err := s.flush(ctx); err != nil {
 			t.Fatal(err)
 		}
+		// The same store as Open makes it on one server (oneServer: see
+		// TestOpenURL) skips the second block read of Reserve.
+		opened, err := New(c, &Options{Prefix: s.prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		opened.oneServer = servers == 1
+		t.Cleanup(func() { opened.Close() })
+		fresh := 0
 		tests := []struct {
 			name     string
 			rt, cmds int // cmds: on one server; -1 = not checked
@@ -72,9 +83,16 @@ func TestRoundTrips(t *testing.T) {
 			{"Get 2 keys", 1, 1, func() error { _, err := s.Get(ctx, []string{"c:ip", "c:user"}); return err }},
 			{"Incr 1 existing key", 2, 2, func() error { _, err := s.Incr(ctx, []string{"c:ip"}, 1, time.Hour); return err }},
 			{"Incr 2 existing keys", 2, 3, func() error { _, err := s.Incr(ctx, []string{"c:ip", "c:user"}, 1, time.Hour); return err }},
-			{"Incr 1 new key", 2, -1, func() error { _, err := s.Incr(ctx, []string{"c:new"}, 1, time.Hour); return err }},
+			{"Incr 1 new key", 2, -1, func() error {
+				fresh++
+				_, err := s.Incr(ctx, []string{fmt.Sprint("c:new", fresh)}, 1, time.Hour)
+				return err
+			}},
 			{"Reserve (2 blocks, 2 counters), not blocked", 2, 4, func() error {
 				return s.Reserve(ctx, &backend.Reservation{Blocks: []string{"b:ip", "b:user"}, Counters: []string{"c:ip", "c:user"}, TTL: time.Hour})
+			}},
+			{"Reserve on one server opened by URL", 2, 3, func() error {
+				return opened.Reserve(ctx, &backend.Reservation{Blocks: []string{"b:ip", "b:user"}, Counters: []string{"c:ip", "c:user"}, TTL: time.Hour})
 			}},
 			{"Reserve, blocked", 1, 1, func() error {
 				r := &backend.Reservation{Blocks: []string{"b:ip", "b:blocked"}, Counters: []string{"c:ip", "c:user"}, TTL: time.Hour}
@@ -93,16 +111,25 @@ func TestRoundTrips(t *testing.T) {
 			{"Scan", 2, 2, func() error { _, _, err := s.Scan(ctx, "b:", "", 0); return err }},
 		}
 		for _, tc := range tests {
-			if err := s.flush(ctx); err != nil { // no background index write during the measure
-				t.Fatal(err)
+			// The best of four runs: a loaded machine can only make a
+			// sleep longer.
+			el, cmds := time.Duration(math.MaxInt64), 0
+			for run := 0; run < 4; run++ {
+				if err := s.flush(ctx); err != nil { // no background index write during the measure
+					t.Fatal(err)
+				}
+				if err := opened.flush(ctx); err != nil {
+					t.Fatal(err)
+				}
+				before := writes.Load()
+				start := time.Now()
+				if err := tc.call(); err != nil {
+					t.Fatalf("%s: %v", tc.name, err)
+				}
+				if d := time.Since(start); d < el {
+					el, cmds = d, int(writes.Load()-before)
+				}
 			}
-			before := writes.Load()
-			start := time.Now()
-			if err := tc.call(); err != nil {
-				t.Fatalf("%s: %v", tc.name, err)
-			}
-			el := time.Since(start)
-			cmds := int(writes.Load() - before)
 			rt := int(el / delay)
 			t.Logf("%d server(s): %-45s %d round trip(s), %d command(s)", servers, tc.name, rt, cmds)
 			if rt != tc.rt {

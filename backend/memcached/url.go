@@ -100,5 +100,6 @@ func Open(ctx context.Context, u *url.URL) (backend.Backend, error) {
 		return nil, backend.Errorf(u, "prefix: %v", err)
 	}
 	s.ownClient = true
+	s.oneServer = len(servers) == 1
 	return s, nil
 }

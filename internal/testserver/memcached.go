@@ -70,6 +70,7 @@ func (m *Memcached) Start() {
 		cmd := exec.Command(m.bin, m.args...)
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
+		dieWithParent(cmd)
 		if err := cmd.Start(); err != nil {
 			m.t.Fatalf("testserver: starting memcached: %v", err)
 		}
