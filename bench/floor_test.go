@@ -1,9 +1,13 @@
 package bench
 
 import (
+	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
+
+	"github.com/go-defender/defender/defender"
 )
 
 // mutexMap is the floor of shared/spec/performance.md: one mutex-guarded
@@ -25,6 +29,16 @@ func (f *mutexMap) attempt(blocks, counters *[2]string) bool {
 		f.m[k]++
 	}
 	return true
+}
+
+// attemptLogin is the floor with the keys built from the login each time,
+// as any real limiter must: the IP's text form and the lower-cased
+// username, into the 2 block keys and 2 counter keys (4 small allocations).
+func (f *mutexMap) attemptLogin(l defender.Login) bool {
+	ip, user := l.IP.String(), strings.ToLower(strings.TrimSpace(l.Username))
+	blocks := [2]string{"defender:b:ip:" + ip, "defender:b:u:" + user}
+	counters := [2]string{"defender:f:ip:" + ip, "defender:f:u:" + user}
+	return f.attempt(&blocks, &counters)
 }
 
 // floorKeys returns the keys of logins distinct identities.
@@ -56,15 +70,35 @@ func BenchmarkFloor(b *testing.B) {
 			perSecond(b)
 		})
 		b.Run("parallel", func(b *testing.B) {
+			sets := make(chan [2][][2]string, runtime.GOMAXPROCS(0))
+			for range cap(sets) {
+				bl, cs := floorKeys()
+				sets <- [2][][2]string{bl, cs}
+			}
+			b.ResetTimer()
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
-				bl, cs := floorKeys()
+				set := <-sets
+				bl, cs := set[0], set[1]
 				i := 0
 				for pb.Next() {
 					f.attempt(&bl[i%logins], &cs[i%logins])
 					i++
 				}
 			})
+			perSecond(b)
+		})
+	})
+	b.Run("mutexmap-keys", func(b *testing.B) {
+		f := &mutexMap{m: map[string]int64{}}
+		b.Run("serial", func(b *testing.B) {
+			ls := loginSet()
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				f.attemptLogin(ls[i%logins])
+				i++
+			}
 			perSecond(b)
 		})
 	})

@@ -64,13 +64,18 @@ func memcachedFootprint(b *testing.B, _ backend.Backend) (float64, float64) {
 
 // memcachedTraffic is the server's key operations, keyops/op (gets, sets,
 // touches, incr/decr, cas, deletes: a multi-key get counts each key), and
-// bytes read and written, net-B/op.
+// bytes read and written, net-B/op, and the server's CPU time,
+// server-us/op (rusage).
 func memcachedTraffic(b *testing.B) map[string]float64 {
 	st, err := testserver.MemcachedStats(memcachedAddr(b))
 	if err != nil {
 		b.Fatal(err)
 	}
-	m := map[string]float64{"keyops/op": 0, "net-B/op": 0}
+	m := map[string]float64{"keyops/op": 0, "net-B/op": 0, "server-us/op": 0}
+	for _, k := range []string{"rusage_user", "rusage_system"} {
+		v, _ := strconv.ParseFloat(st[k], 64)
+		m["server-us/op"] += v * 1e6
+	}
 	for _, k := range []string{"cmd_get", "cmd_set", "cmd_touch", "incr_hits", "incr_misses", "decr_hits", "decr_misses",
 		"cas_hits", "cas_misses", "cas_badval", "delete_hits", "delete_misses"} {
 		v, _ := strconv.ParseFloat(st[k], 64)

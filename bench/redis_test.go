@@ -86,12 +86,13 @@ func redisFootprint(b *testing.B, st backend.Backend) (float64, float64) {
 // redisTraffic sums over the servers at addrs: scripts/op, the EVAL and
 // EVALSHA calls (each is one round trip); cmds/op, every command executed,
 // those run inside scripts included (INFO commandstats, INFO itself
-// excluded); net-B/op, the bytes in and out (INFO stats).
+// excluded); server-us/op, the server process's CPU time, network I/O
+// included (INFO cpu); net-B/op, the bytes in and out (INFO stats).
 func redisTraffic(b *testing.B, addrs []string) map[string]float64 {
-	m := map[string]float64{"scripts/op": 0, "cmds/op": 0, "net-B/op": 0}
+	m := map[string]float64{"scripts/op": 0, "cmds/op": 0, "net-B/op": 0, "server-us/op": 0}
 	for _, a := range addrs {
 		c := goredis.NewClient(&goredis.Options{Addr: a})
-		info, err := c.Info(ctx, "commandstats", "stats").Result()
+		info, err := c.Info(ctx, "commandstats", "stats", "cpu").Result()
 		c.Close()
 		if err != nil {
 			b.Fatal(err)
@@ -108,6 +109,12 @@ func redisTraffic(b *testing.B, addrs []string) map[string]float64 {
 							m["scripts/op"] += n
 						}
 					}
+				}
+			}
+			for _, k := range []string{"used_cpu_sys:", "used_cpu_user:"} {
+				if v, ok := strings.CutPrefix(line, k); ok {
+					n, _ := strconv.ParseFloat(v, 64)
+					m["server-us/op"] += n * 1e6
 				}
 			}
 			for _, k := range []string{"total_net_input_bytes:", "total_net_output_bytes:"} {

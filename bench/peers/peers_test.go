@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -75,9 +76,16 @@ func run(b *testing.B, parallelism int, peers []peer) {
 			if parallelism > 0 {
 				b.SetParallelism(parallelism)
 			}
+			// Build every goroutine's check (and its key set) before the
+			// clock starts.
+			checks := make(chan check, max(parallelism, 1)*runtime.GOMAXPROCS(0))
+			for range cap(checks) {
+				checks <- p.make()
+			}
+			b.ResetTimer()
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
-				c := p.make()
+				c := <-checks
 				i := 0
 				for pb.Next() {
 					if err := c(i); err != nil {
