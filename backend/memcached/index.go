@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/bradfitz/gomemcache/memcache"
@@ -168,7 +169,9 @@ func (s *Store) upsertIndex(ctx context.Context, family byte, shard int, entries
 		for _, k := range fresh {
 			if size > s.shardBytes {
 				s.ixOverflow.Add(1)
-				s.log.Warn("memcached: index shard full, key left out of Scan", "shard", shard, "family", string(family), "key", k, "limit_bytes", s.shardBytes)
+				if s.logLimited(&s.lastFullLog) {
+					s.log.Warn("memcached: index shard full, keys left out of Scan (raise IndexShards)", "shard", shard, "family", string(family), "key", k, "limit_bytes", s.shardBytes, "left_out_total", s.ixOverflow.Load())
+				}
 				size -= lineLen(k, entries[k])
 				continue
 			}
@@ -256,11 +259,18 @@ func (s *Store) enqueueIndex(key string, until int64) {
 	case s.ixq <- ixReq{key: key, until: until}:
 	default:
 		s.ixDropped.Add(1)
-		now := time.Now().UnixNano()
-		if last := s.lastDropLog.Load(); now-last > int64(time.Minute) && s.lastDropLog.CompareAndSwap(last, now) {
+		if s.logLimited(&s.lastDropLog) {
 			s.log.Warn("memcached: counter index queue full, updates dropped (those counters may be missing from Scan)", "dropped_total", s.ixDropped.Load())
 		}
 	}
+}
+
+// logLimited reports whether a warning whose last time is in last may be
+// logged now (at most once a minute), and records it.
+func (s *Store) logLimited(last *atomic.Int64) bool {
+	now := time.Now().UnixNano()
+	l := last.Load()
+	return (l == 0 || now-l > int64(time.Minute)) && last.CompareAndSwap(l, now)
 }
 
 // indexer writes queued counter index updates in batches, one shard write

@@ -135,6 +135,7 @@ type Store struct {
 	ixOverflow  atomic.Int64
 	evictions   atomic.Int64
 	lastDropLog atomic.Int64
+	lastFullLog atomic.Int64
 }
 
 // Stats are a Store's own counters of what it could not do and what the
