@@ -27,14 +27,20 @@ const MaxKeyLen = 250
 // MaxKeyLen - backend.MaxKeyLen.
 const MaxPrefixLen = MaxKeyLen - backend.MaxKeyLen
 
-// Defaults of Options.
+// Defaults of Options, and of Scan's page size.
 const (
-	DefaultIndexShards     = 16
+	// DefaultIndexShards is the default Options.IndexShards.
+	DefaultIndexShards = 16
+	// DefaultIndexShardBytes is the default Options.IndexShardBytes.
 	DefaultIndexShardBytes = 512 << 10
-	DefaultIndexQueue      = 8192
-	DefaultEvictionCheck   = time.Minute
-	DefaultScanLimit       = 100
-	DefaultMaxInFlight     = 128
+	// DefaultIndexQueue is the default Options.IndexQueue.
+	DefaultIndexQueue = 8192
+	// DefaultEvictionCheck is the default Options.EvictionCheck.
+	DefaultEvictionCheck = time.Minute
+	// DefaultScanLimit is Scan's page size when its limit is <= 0.
+	DefaultScanLimit = 100
+	// DefaultMaxInFlight is the default Options.MaxInFlight.
+	DefaultMaxInFlight = 128
 )
 
 // Item flags that mark the values this package writes.
@@ -582,20 +588,21 @@ func (s *Store) Incr(ctx context.Context, keys []string, delta int64, ttl time.D
 		return nil, err
 	}
 	defer s.release()
+	readAt := time.Now()
 	m, err := s.getMulti(ctx, "incr", keys)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.incrAll(ctx, keys, m, delta, ttl, out); err != nil {
+	if err := s.incrAll(ctx, keys, m, readAt, delta, ttl, out); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (s *Store) incrAll(ctx context.Context, keys []string, m map[string]*memcache.Item, delta int64, ttl time.Duration, out []int64) error {
+func (s *Store) incrAll(ctx context.Context, keys []string, m map[string]*memcache.Item, readAt time.Time, delta int64, ttl time.Duration, out []int64) error {
 	return parallel(len(keys), func(i int) error {
 		var err error
-		out[i], _, _, err = s.incrOne(ctx, keys[i], m[s.key(keys[i])], delta, ttl, true)
+		out[i], _, _, err = s.incrOne(ctx, keys[i], m[s.key(keys[i])], readAt, delta, ttl, true)
 		return err
 	})
 }
@@ -607,7 +614,7 @@ func stripeOf(key string) int {
 }
 
 // incrOne adds delta to key with a compare-and-swap loop, starting from it
-// (the item read just before, nil when absent). A successful "cas" proves
+// (the item read just before, nil when absent; the read began at readAt). A successful "cas" proves
 // the key unchanged since the read; a successful "add" proves it absent, and
 // since deletes leave tombstones that live longer than tombstoneGuard, that
 // it was not deleted since the read either. A lost race re-reads (retried
@@ -617,8 +624,7 @@ func stripeOf(key string) int {
 // Increments of one key are serialised within the process (a striped
 // lock), so the loop only retries against other processes, after a
 // jittered back-off.
-func (s *Store) incrOne(ctx context.Context, key string, it *memcache.Item, delta int64, ttl time.Duration, create bool) (n int64, wrote, retried bool, err error) {
-	readAt := time.Now()
+func (s *Store) incrOne(ctx context.Context, key string, it *memcache.Item, readAt time.Time, delta int64, ttl time.Duration, create bool) (n int64, wrote, retried bool, err error) {
 	lock := s.locks[stripeOf(key)]
 	select {
 	case lock <- struct{}{}:
@@ -773,6 +779,7 @@ func (s *Store) Reserve(ctx context.Context, r *backend.Reservation) error {
 	defer s.release()
 	keys := make([]string, 0, len(r.Blocks)+len(r.Counters))
 	keys = append(append(keys, r.Counters...), r.Blocks...)
+	readAt := time.Now()
 	m, err := s.getMulti(ctx, "reserve", keys)
 	if err != nil {
 		return err
@@ -801,7 +808,7 @@ func (s *Store) Reserve(ctx context.Context, r *backend.Reservation) error {
 		}
 		var retried bool
 		var err error
-		counts[i], wrote[i], retried, err = s.incrOne(ctx, r.Counters[i], m[s.key(r.Counters[i])], 1, r.TTL, true)
+		counts[i], wrote[i], retried, err = s.incrOne(ctx, r.Counters[i], m[s.key(r.Counters[i])], readAt, 1, r.TTL, true)
 		if retried {
 			anyRetried.Store(true)
 		}
@@ -859,13 +866,14 @@ func (s *Store) readBlocks(ctx context.Context, blocks []string) (int, backend.E
 
 // refund takes back one count from key, unless it is gone meanwhile.
 func (s *Store) refund(ctx context.Context, key string, ttl time.Duration) error {
+	readAt := time.Now()
 	it, err := s.c.Get(s.key(key))
 	if errors.Is(err, memcache.ErrCacheMiss) {
 		return nil
 	} else if err != nil {
 		return unavailable(ctx, "reserve: refund", err)
 	}
-	_, _, _, err = s.incrOne(ctx, key, it, -1, ttl, false)
+	_, _, _, err = s.incrOne(ctx, key, it, readAt, -1, ttl, false)
 	return err
 }
 
@@ -901,11 +909,12 @@ func (s *Store) Block(ctx context.Context, req backend.BlockRequest) (backend.Bl
 	}
 	defer s.release()
 	sk := s.shardKey(familyBlocks, s.shardOf(req.BlockKey))
+	readAt := time.Now()
 	m, err := s.c.GetMulti([]string{s.key(req.LockoutsKey), sk})
 	if err != nil {
 		return backend.BlockResult{}, unavailable(ctx, "block", err)
 	}
-	n, _, _, err := s.incrOne(ctx, req.LockoutsKey, m[s.key(req.LockoutsKey)], 1, req.Window, true)
+	n, _, _, err := s.incrOne(ctx, req.LockoutsKey, m[s.key(req.LockoutsKey)], readAt, 1, req.Window, true)
 	if err != nil {
 		return backend.BlockResult{}, err
 	}

@@ -865,7 +865,7 @@ func TestCancelled(t *testing.T) {
 	}
 	ctx2, cancel2 := context.WithTimeout(bg(), 50*time.Millisecond)
 	defer cancel2()
-	if _, _, _, err := s.incrOne(ctx2, "held", nil, 1, 0, true); !errors.Is(err, context.DeadlineExceeded) {
+	if _, _, _, err := s.incrOne(ctx2, "held", nil, time.Now(), 1, 0, true); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("incrOne waiting for its lock: %v", err)
 	}
 	<-lock
@@ -879,5 +879,41 @@ func TestStatsWithoutServers(t *testing.T) {
 	defer s.Close()
 	if st := s.Stats(); st != (Stats{}) {
 		t.Fatalf("Stats = %+v", st)
+	}
+}
+
+// TestStaleReadIsReadAgain: a counter read older than tombstoneGuard is not
+// written from (a tombstone written after it may have expired since): it is
+// read again first.
+func TestStaleReadIsReadAgain(t *testing.T) {
+	addr := testserver.StartMemcached(t)
+	s := newStore(t, nil, addr)
+	ctx := bg()
+	if _, err := s.Incr(ctx, []string{"k"}, 5, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	writes := 0
+	testHookBeforeWrite = func(st *Store, key string) {
+		if st == s {
+			writes++
+		}
+	}
+	defer func() { testHookBeforeWrite = nil }()
+	n, wrote, retried, err := s.incrOne(ctx, "k", nil, time.Now().Add(-2*tombstoneGuard), 1, time.Minute, true)
+	if err != nil || n != 6 || !wrote || !retried || writes != 1 {
+		t.Fatalf("incrOne from a stale read = %d, wrote %v, retried %v, %v, %d writes; want 6 after one fresh read and one write", n, wrote, retried, err, writes)
+	}
+	// A refund of a counter that is gone leaves it gone.
+	if err := s.Delete(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.refund(ctx, "k", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.refund(ctx, "never", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if es, _ := s.Get(ctx, []string{"k", "never"}); es[0].Found || es[1].Found {
+		t.Fatalf("refund recreated a counter: %+v", es)
 	}
 }
