@@ -84,7 +84,11 @@ func TestStartRedisCluster(t *testing.T) {
 	if m2, err := rc.MasterOf(ctx, "{x}1"); err != nil || m2 != r {
 		t.Fatalf("after failover master = %v, %v; want %s", m2, err, r.Addr)
 	}
-	// The old master is now a replica of r: crash r and wait for m to take over.
+	// The old master is now a replica of r: once it is in sync, crash r and
+	// wait for m to take over.
+	if err := rc.WaitOK(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
 	if err := rc.KillAndWaitPromotion(ctx, r, m, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -137,6 +141,10 @@ func TestStartRedisSentinel(t *testing.T) {
 	defer c.Close()
 	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
 		t.Fatal(err)
+	}
+	// Replication is asynchronous: make sure the replica has the key.
+	if n, err := c.Do(ctx, "wait", 1, 5000).Int(); err != nil || n != 1 {
+		t.Fatalf("WAIT = %d, %v", n, err)
 	}
 	if err := rs.KillMasterAndWaitFailover(ctx, 30*time.Second); err != nil {
 		t.Fatal(err)
