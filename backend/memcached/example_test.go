@@ -3,10 +3,7 @@ package memcached_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
-	"strconv"
 	"testing"
 	"time"
 
@@ -14,50 +11,21 @@ import (
 
 	"github.com/go-defender/defender/backend"
 	"github.com/go-defender/defender/backend/memcached"
+	"github.com/go-defender/defender/internal/testserver"
 )
 
 // exampleAddr is a memcached server that TestMain starts for the examples.
 var exampleAddr string
 
 func TestMain(m *testing.M) {
-	bin, err := exec.LookPath("memcached")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "memcached not found (install the Debian package memcached, or run `make test`):", err)
-		os.Exit(1)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, stop, err := testserver.StartMemcachedProcess()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	args := []string{"-l", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "0", "-m", "64"}
-	if os.Geteuid() == 0 {
-		args = append(args, "-u", "root")
-	}
-	cmd := exec.Command(bin, args...)
-	if err := cmd.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	exampleAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	for i := 0; ; i++ {
-		c, err := net.DialTimeout("tcp", exampleAddr, 100*time.Millisecond)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if i == 500 {
-			fmt.Fprintln(os.Stderr, "memcached did not start:", err)
-			cmd.Process.Kill()
-			os.Exit(1)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	exampleAddr = addr
 	code := m.Run()
-	cmd.Process.Kill()
-	cmd.Wait()
+	stop()
 	os.Exit(code)
 }
 

@@ -167,3 +167,41 @@ func MemcachedStats(addr string) (map[string]string, error) {
 		out[f[1]] = f[2]
 	}
 }
+
+// StartMemcachedProcess starts memcached on a free loopback port without a
+// testing.TB, for a TestMain that serves runnable examples. It returns the
+// address and a function that stops the server; the server also dies with
+// the test process. A missing binary is an error naming the package.
+func StartMemcachedProcess() (addr string, stop func(), err error) {
+	bin, err := exec.LookPath("memcached")
+	if err != nil {
+		return "", nil, fmt.Errorf("testserver: memcached not found (install the Debian package memcached, or run `make test`, which does): %w", err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, fmt.Errorf("testserver: no free port: %w", err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	args := []string{"-l", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "0", "-m", "64"}
+	if os.Geteuid() == 0 {
+		args = append(args, "-u", "root")
+	}
+	cmd := exec.Command(bin, args...)
+	dieWithParent(cmd)
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("testserver: starting memcached: %w", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	stop = func() {
+		_ = cmd.Process.Kill()
+		<-done
+	}
+	addr = Addr(port)
+	if err := waitUp(addr, done, 10*time.Second); err != nil {
+		stop()
+		return "", nil, err
+	}
+	return addr, stop, nil
+}

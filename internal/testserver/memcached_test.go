@@ -2,6 +2,7 @@ package testserver
 
 import (
 	"net"
+	"strings"
 	"testing"
 	"time"
 )
@@ -39,5 +40,23 @@ func TestStartMemcached(t *testing.T) {
 	}
 	if st["version"] == "" {
 		t.Fatalf("stats without version: %v", st)
+	}
+}
+
+func TestStartMemcachedProcess(t *testing.T) {
+	addr, stop, err := StartMemcachedProcess()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := MemcachedStats(addr); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if _, err := MemcachedStats(addr); err == nil {
+		t.Fatal("server still answers after stop")
+	}
+	t.Setenv("PATH", t.TempDir())
+	if _, _, err := StartMemcachedProcess(); err == nil || !strings.Contains(err.Error(), "Debian package memcached") {
+		t.Fatalf("without a binary: %v", err)
 	}
 }
