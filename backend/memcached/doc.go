@@ -49,12 +49,14 @@
 // concurrent first increments of one absent key end at exactly 1000 (see
 // TestConcurrentFirstIncr, within one Store and across four). Within a
 // process, increments of one key are serialised by a striped lock, so a
-// burst costs one gets+cas per increment instead of a retry storm; only
+// burst costs a few round trips per increment (a cas from the read made
+// before waiting for the lock fails, then one gets+cas) instead of a retry
+// storm; only
 // other processes make the loop retry, after a jittered back-off, giving up
 // (having written nothing) with ErrUnavailable after 64 lost races or when
 // the context ends. A hot key (one username attacked from many addresses)
-// is thus limited to about one increment per two round trips per process,
-// and only until its block is set: from then on Reserve sees the block and
+// is thus limited to about one increment per three round trips per
+// process, and only until its block is set: from then on Reserve sees the block and
 // writes nothing.
 //
 // Delete does not remove a key but replaces it with a tombstone (flags
@@ -164,11 +166,12 @@
 // memory. An evicted counter restarts at zero and an evicted block unblocks
 // early: both reopen the door they guarded. Give defender a dedicated
 // instance (or pool) with enough memory for the keys of a flood (see
-// docs/scaling.md); a counter or block takes on the order of 100 bytes of item
-// memory plus its key (item header, value, slab rounding). The Store polls the servers' "stats" every EvictionCheck
-// (default one minute, on its own connection and goroutine, never on a
-// request) and logs a warning when a server's eviction count grew; Close
-// stops the goroutine.
+// docs/scaling.md); a counter or block takes on the order of 100 bytes of
+// item memory plus its key (item header, value, slab rounding). The Store
+// polls the servers' "stats" every EvictionCheck (default one minute, on
+// its own connection and goroutine, never on a request) and logs a warning
+// when a server's eviction count grew, or is not zero at the first check;
+// Stats.Evictions holds the total. Close stops the goroutine.
 //
 // # Timeouts and cancellation
 //
