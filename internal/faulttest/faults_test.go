@@ -75,8 +75,8 @@ func checkBound(t testing.TB, what string, worst *maxDur) {
 	}
 }
 
-// TestLatencyBeyondDeadline delays every reply by 300ms (StoreTimeout is
-// 100ms): each login is answered 503 within the deadline plus the margin.
+// TestLatencyBeyondDeadline delays every reply by 600ms (StoreTimeout is
+// 200ms): each login is answered 503 within the deadline plus the margin.
 // What reached the server: on Redis the first slow attempt went out on an
 // open connection and was executed (one round trip; the reply came too
 // late), so it is counted although it was refused — the conservative
@@ -102,7 +102,7 @@ func TestLatencyBeyondDeadline(t *testing.T) {
 			if w.Code != 401 {
 				t.Fatalf("healthy: %d", w.Code)
 			}
-			k.toxic("latency", "downstream", `{"latency":300,"jitter":0}`)
+			k.toxic("latency", "downstream", `{"latency":600,"jitter":0}`)
 			for i := 0; i < 5; i++ {
 				w, el := app.post("192.0.2.1", "alice", "wrong")
 				worst.add(el)
@@ -169,7 +169,7 @@ func TestLostReply(t *testing.T) {
 			// Only the reply to the counter's compare-and-swap is lost;
 			// the read before it and the index updates pass.
 			dr := newDropper(t, k.faults[0].Up, "cas "+prefix+":f:", "add "+prefix+":f:")
-			st, err := backend.Open(ctxBG, "memcached://"+dr.Addr+"?timeout=100ms")
+			st, err := backend.Open(ctxBG, "memcached://"+dr.Addr+"?timeout=200ms")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -235,7 +235,7 @@ func TestBlackHole(t *testing.T) {
 			t.Parallel()
 			bh := newBlackHole(t)
 			st, err := backend.Open(ctxBG, scheme+"://"+bh.Addr+"?"+map[string]string{
-				"redis": "dial_timeout=100ms", "redis+cluster": "dial_timeout=100ms", "memcached": "timeout=100ms"}[scheme])
+				"redis": "dial_timeout=200ms", "redis+cluster": "dial_timeout=200ms", "memcached": "timeout=200ms"}[scheme])
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -67,7 +67,7 @@ var slowLog testing.TB
 type maxDur struct{ v atomic.Int64 }
 
 func (m *maxDur) add(d time.Duration) {
-	if slowLog != nil && d > storeTimeout+50*time.Millisecond {
+	if slowLog != nil && d > storeTimeout+100*time.Millisecond {
 		slowLog.Logf("slow decision: %v", d)
 	}
 	for {

@@ -153,7 +153,7 @@ func memcachedKit(t testing.TB) *kit {
 	t.Helper()
 	m := testserver.NewMemcached(t)
 	f := newFault(t, m.Addr)
-	st, err := backend.Open(ctxBG, "memcached://"+f.Addr+"?timeout=100ms")
+	st, err := backend.Open(ctxBG, "memcached://"+f.Addr+"?timeout=200ms")
 	if err != nil {
 		t.Fatal(err)
 	}
