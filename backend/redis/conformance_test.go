@@ -61,3 +61,22 @@ func TestConformanceRing(t *testing.T) {
 		t.Log("conformance: ring PASS")
 	}
 }
+
+// TestConformanceSentinelCluster: go-redis's failover cluster client (what
+// NewUniversalClient returns for a master name with RouteByLatency or
+// RouteRandomly) on Sentinel.
+func TestConformanceSentinelCluster(t *testing.T) {
+	t.Parallel()
+	rs := testserver.StartRedisSentinel(t)
+	c := goredis.NewFailoverClusterClient(&goredis.FailoverOptions{
+		MasterName: testserver.SentinelMaster, SentinelAddrs: []string{rs.Sentinel.Addr},
+		ContextTimeoutEnabled: true, RouteRandomly: true,
+	})
+	t.Cleanup(func() { _ = c.Close() })
+	conformance.Run(t, func(t *testing.T) backend.Backend {
+		return New(c, &Options{Prefix: uniquePrefix()})
+	})
+	if !t.Failed() {
+		t.Log("conformance: sentinel (failover cluster client) PASS")
+	}
+}

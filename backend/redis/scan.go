@@ -207,8 +207,12 @@ func (s *Store) shards(ctx context.Context) ([]shard, error) {
 	var out []shard
 	switch c := s.c.(type) {
 	case *goredis.ClusterClient:
+		// A failover cluster client (Sentinel with RouteByLatency or
+		// RouteRandomly) talks to servers without cluster support: CLUSTER
+		// SLOTS fails and its master is named by its address.
 		ranges, err := c.ClusterSlots(ctx).Result()
-		if err != nil {
+		var re goredis.Error
+		if err != nil && !errors.As(err, &re) {
 			return nil, err
 		}
 		low := map[string]int{}
@@ -231,13 +235,19 @@ func (s *Store) shards(ctx context.Context) ([]shard, error) {
 		}); err != nil {
 			return nil, err
 		}
-		for a, slot := range low {
-			m, ok := clients[a]
-			if !ok {
+		for a := range low {
+			if _, ok := clients[a]; !ok {
 				c.ReloadState(ctx)
 				return nil, errors.New("cluster topology is changing: master " + a + " not known to the client yet")
 			}
-			out = append(out, shard{id: strconv.Itoa(slot), c: m})
+		}
+		for a, m := range clients {
+			if slot, ok := low[a]; ok {
+				out = append(out, shard{id: strconv.Itoa(slot), c: m})
+			} else if len(low) == 0 {
+				out = append(out, shard{id: a, c: m})
+			}
+			// A cluster master without slots holds no keys.
 		}
 	case *goredis.Ring:
 		var mu sync.Mutex
