@@ -50,7 +50,12 @@ type Defender struct {
 	dropped atomic.Int64
 	wg      sync.WaitGroup
 
-	failing   atomic.Bool
+	// health counts store health transitions: even = healthy, odd =
+	// failing. A call snapshots it before it starts, so that only a call
+	// that began after a failure can report the recovery and only a call
+	// that began while healthy can report a failure: calls that finish out
+	// of order under load never make the events flap.
+	health    atomic.Uint64
 	closeOnce sync.Once
 	closed    atomic.Bool
 }
@@ -206,22 +211,29 @@ func (d *Defender) storeCtx(ctx context.Context) (context.Context, context.Cance
 
 func nop() {}
 
-// observe records the outcome of a call to the shared store.
-func (d *Defender) observe(op string, start time.Time, err error) {
+// observe records the outcome of a call to the shared store that started
+// at start, when the health generation was gen.
+func (d *Defender) observe(op string, start time.Time, gen uint64, err error) {
 	if d.metrics != nil {
 		d.metrics.StoreCall(op, d.now().Sub(start), err)
 	}
 	if err == nil {
-		if d.failing.Load() && d.failing.CompareAndSwap(true, false) {
+		if gen%2 == 1 && d.health.CompareAndSwap(gen, gen+1) {
 			d.log.Info("defender: store recovered")
 			d.emit(Event{Kind: EventStoreRecovered})
 		}
 		return
 	}
-	if d.failing.CompareAndSwap(false, true) {
+	if gen%2 == 0 && d.health.CompareAndSwap(gen, gen+1) {
 		d.log.Error("defender: store failed", "op", op, "err", err, "fail_mode", string(d.cfg.FailMode))
 		d.emit(Event{Kind: EventStoreFailed, Err: err})
 	}
+}
+
+// observing reports whether a call's outcome must be observed: always with
+// metrics, on errors, and while the store is failing (to see it recover).
+func (d *Defender) observing(gen uint64, err error) bool {
+	return d.metrics != nil || err != nil || gen%2 == 1
 }
 
 // identify selects the identities counted for ip and the canonical user.
@@ -279,12 +291,16 @@ func (d *Defender) Check(ctx context.Context, l Login) Decision {
 		from = ends[i]
 	}
 	keys := cb.keys[:n]
+	gen := d.health.Load()
+	var start time.Time
+	if d.metrics != nil {
+		start = d.now()
+	}
 	sctx, cancel := d.storeCtx(ctx)
-	start := d.now()
 	es, err := d.store.Get(sctx, keys)
 	cancel()
-	if d.metrics != nil || err != nil || d.failing.Load() {
-		d.observe("check", start, err)
+	if d.observing(gen, err) {
+		d.observe("check", start, gen, err)
 	}
 	if err != nil {
 		switch d.cfg.FailMode {
@@ -380,14 +396,12 @@ func (d *Defender) Attempt(ctx context.Context, l Login) *Attempt {
 		Counts:   a.counts[:0],
 	}
 	a.store = d.store
+	gen := d.health.Load()
 	sctx, cancel := d.storeCtx(ctx)
 	err := backend.Reserve(sctx, d.store, &a.res)
 	cancel()
-	if d.metrics != nil || err != nil || d.failing.Load() {
-		if a.start.IsZero() {
-			a.start = d.now()
-		}
-		d.observe("reserve", a.start, err)
+	if d.observing(gen, err) {
+		d.observe("reserve", a.start, gen, err)
 	}
 	if err != nil {
 		switch d.cfg.FailMode {
@@ -544,7 +558,11 @@ func (a *Attempt) Succeeded(ctx context.Context) Decision {
 				}
 			}
 		}
-		start := d.now()
+		gen := d.health.Load()
+		var start time.Time
+		if d.metrics != nil {
+			start = d.now()
+		}
 		sctx, cancel := d.storeCtx(ctx)
 		var err error
 		if len(del) > 0 {
@@ -554,8 +572,8 @@ func (a *Attempt) Succeeded(ctx context.Context) Decision {
 			_, err = a.store.Incr(sctx, refund, -1, d.ttl)
 		}
 		cancel()
-		if a.store == d.store && (d.metrics != nil || err != nil || d.failing.Load()) {
-			d.observe("settle", start, err)
+		if a.store == d.store && d.observing(gen, err) {
+			d.observe("settle", start, gen, err)
 		}
 		if err != nil {
 			a.dec.Err = err
@@ -586,6 +604,8 @@ func (a *Attempt) Failed(ctx context.Context) Decision {
 	a.settled = true
 	d := a.d
 	dec := a.dec
+	var bctx context.Context
+	var bcancel context.CancelFunc
 	if a.store != nil && a.res.Blocked < 0 {
 		for i := 0; i < a.n && i < len(a.res.Counts); i++ {
 			id := &a.ids[i]
@@ -602,12 +622,17 @@ func (a *Attempt) Failed(ctx context.Context) Decision {
 				Durations:   d.lockouts,
 			}
 			req.Value = blockValueFor(count, id.username, ipStr)
+			gen := d.health.Load()
 			start := d.now()
-			sctx, cancel := d.storeCtx(ctx)
-			res, err := backend.Block(sctx, a.store, req)
-			cancel()
+			if bctx == nil {
+				// One deadline for the whole settle: blocking two
+				// identities never takes twice StoreTimeout.
+				bctx, bcancel = d.storeCtx(ctx)
+				defer bcancel()
+			}
+			res, err := backend.Block(bctx, a.store, req)
 			if a.store == d.store {
-				d.observe("block", start, err)
+				d.observe("block", start, gen, err)
 			}
 			if err != nil {
 				// The counter is past the limit: later attempts are

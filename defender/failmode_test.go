@@ -221,3 +221,74 @@ func TestRefundWhenIPNotReset(t *testing.T) {
 		t.Fatal("refund error not reported")
 	}
 }
+
+// TestStoreEventsDoNotFlap: calls that finish out of order (one that began
+// before an outage succeeds after another saw it fail; one that began before
+// the recovery fails after it) give exactly one failure and one recovery.
+func TestStoreEventsDoNotFlap(t *testing.T) {
+	d, _, _, evs := newFlaky(t, FailClosed)
+	errDown := fmt.Errorf("x: %w", backend.ErrUnavailable)
+	now := time.Now()
+	a := d.health.Load() // call A starts while healthy
+	b := d.health.Load() // call B starts while healthy
+	d.observe("reserve", now, b, errDown) // B fails: failure
+	d.observe("reserve", now, a, nil)     // A (started before) succeeds: no recovery
+	c := d.health.Load()                  // C starts during the outage
+	e := d.health.Load()                  // E starts during the outage
+	d.observe("reserve", now, c, nil)     // C succeeds: recovery
+	d.observe("reserve", now, e, errDown) // E (started before the recovery) fails: ignored
+	d.observe("reserve", now, a, errDown) // A's stale failure: ignored
+	d.Close()
+	kinds := []EventKind{}
+	for _, ev := range *evs {
+		kinds = append(kinds, ev.Kind)
+	}
+	if fmt.Sprint(kinds) != "[store_failed store_recovered]" {
+		t.Fatalf("events %v: want one failure then one recovery", kinds)
+	}
+}
+
+// TestBlockSettleSharesOneDeadline: a failure that blocks two identities on
+// a slow store takes one StoreTimeout, not two.
+func TestBlockSettleSharesOneDeadline(t *testing.T) {
+	clk := newClock()
+	st, _ := memory.New(&memory.Options{Now: clk.Now})
+	defer st.Close()
+	s := &slowBlock{Backend: st, delay: 80 * time.Millisecond}
+	cfg := DefaultConfig()
+	cfg.FailureLimit = 1
+	cfg.StoreTimeout = 100 * time.Millisecond
+	d, _ := New(s, cfg, &Options{Logger: slog.New(slog.DiscardHandler), Now: clk.Now})
+	defer d.Close()
+	l := login("192.0.2.1", "u")
+	d.Attempt(ctx, l).Failed(ctx)
+	a := d.Attempt(ctx, l)
+	dec := a.Failed(ctx)
+	if dec.Verdict != Locked {
+		t.Fatalf("%+v", dec)
+	}
+	if s.calls.Load() != 2 || s.expired.Load() != 1 {
+		t.Fatalf("block calls %d, past the shared deadline %d: want 2 calls, the second past the deadline", s.calls.Load(), s.expired.Load())
+	}
+}
+
+// slowBlock delays SetBlock (the fallback Block's second step) and records
+// whether the context's deadline had passed when the delay ended.
+type slowBlock struct {
+	backend.Backend
+	delay          time.Duration
+	calls, expired atomic.Int64
+}
+
+func (s *slowBlock) SetBlock(ctx context.Context, key string, v []byte, ttl time.Duration) error {
+	s.calls.Add(1)
+	select {
+	case <-time.After(s.delay):
+	case <-ctx.Done():
+	}
+	if ctx.Err() != nil {
+		s.expired.Add(1)
+		return ctx.Err()
+	}
+	return s.Backend.SetBlock(ctx, key, v, ttl)
+}
