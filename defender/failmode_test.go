@@ -229,8 +229,8 @@ func TestStoreEventsDoNotFlap(t *testing.T) {
 	d, _, _, evs := newFlaky(t, FailClosed)
 	errDown := fmt.Errorf("x: %w", backend.ErrUnavailable)
 	now := time.Now()
-	a := d.health.Load() // call A starts while healthy
-	b := d.health.Load() // call B starts while healthy
+	a := d.health.Load()                  // call A starts while healthy
+	b := d.health.Load()                  // call B starts while healthy
 	d.observe("reserve", now, b, errDown) // B fails: failure
 	d.observe("reserve", now, a, nil)     // A (started before) succeeds: no recovery
 	c := d.health.Load()                  // C starts during the outage
