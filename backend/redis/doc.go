@@ -69,7 +69,9 @@
 //     store falls back to the ordered sequences of backend.Reserve and
 //     backend.Block (increment, read, refund; Incr, SetBlock, Delete).
 //
-// A Ring is grouped by hash tag instead of slot.
+// A Ring is grouped by hash tag instead of slot. go-redis's failover
+// cluster client (what NewUniversalClient returns for a Sentinel master name
+// with RouteByLatency or RouteRandomly) works too; writes go to the master.
 //
 // # Key layout and prefixes
 //
