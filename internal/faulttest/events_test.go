@@ -20,16 +20,10 @@ const knownBugsEnv = "FAULTTEST_KNOWN_BUGS"
 // concurrent logins must fire store_failed once and store_recovered once
 // (behaviour.md section 10: hooks fire on real transitions only).
 //
-// Known bug (reported): the engine's observe() flips its failing flag on
-// the order in which concurrent calls *finish*, not when they started: a
-// call that began before the cut and succeeds after another call saw the
-// failure fires store_recovered while the store is still down (and, at the
-// recovery, a call that began before it fires store_failed again). With 8
-// workers one outage gives 3-6 pairs. Run with FAULTTEST_KNOWN_BUGS=1.
+// This found a bug, now fixed: the engine judged health by the order in
+// which concurrent calls finished, so one outage under 8 workers fired 3-6
+// pairs; it now judges each call by the health it saw when it started.
 func TestStoreEventsOnePairPerOutage(t *testing.T) {
-	if os.Getenv(knownBugsEnv) == "" {
-		t.Skipf("known engine bug, reported to the lead: set %s=1 to run", knownBugsEnv)
-	}
 	k := redisKit(t)
 	d, rec := newDefender(t, k.store, closedConfig(uniquePrefix()))
 	warmUp(t, d)
