@@ -3,7 +3,6 @@ package faulttest
 import (
 	"fmt"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
