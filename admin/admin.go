@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/go-defender/defender/auditlog"
+	"github.com/go-defender/defender/backend"
 	"github.com/go-defender/defender/defender"
 )
 
@@ -236,6 +237,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 func (h *handler) storeError(w http.ResponseWriter, r *http.Request, op string, err error) {
 	if errors.Is(err, context.Canceled) {
+		return
+	}
+	if errors.Is(err, backend.ErrInvalid) || errors.Is(err, defender.ErrBadIdentity) {
+		// The request was wrong (a forged cursor, an identity the engine
+		// refuses), not the store: no outage alert for it.
+		h.fail(w, r, http.StatusBadRequest, op+": "+err.Error())
 		return
 	}
 	h.log.Error("defender admin: store error", "op", op, "err", err)

@@ -1014,3 +1014,21 @@ func TestPageSortsBySoonestUnblock(t *testing.T) {
 		t.Fatalf("order minute %d, hour %d, forever %d; want soonest first, permanent last", i, j, k)
 	}
 }
+
+// TestRejectedInputIsNotAnOutage: input the engine or the store refuses (a
+// forged cursor, an address it will not key) is a 400, never a 503 "store
+// unavailable" that would page someone.
+func TestRejectedInputIsNotAnOutage(t *testing.T) {
+	e := newEnv(t)
+	if code, body := e.get("api/blocks?cursor=%00nonsense"); code != http.StatusBadRequest {
+		t.Fatalf("bad cursor: %d %s", code, body)
+	}
+	if code, body := e.get("?cursor=%00nonsense"); code != http.StatusOK || !strings.Contains(body, "not valid") {
+		t.Fatalf("page with bad cursor: %d", code)
+	}
+	resp := e.do("POST", "api/unblock", strings.NewReader(`{"ip":"0.0.0.0"}`),
+		map[string]string{"Content-Type": "application/json", "Sec-Fetch-Site": "same-origin"}, false)
+	if body := readBody(t, resp); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("unblock 0.0.0.0: %d %s", resp.StatusCode, body)
+	}
+}

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/go-defender/defender/auditlog"
+	"github.com/go-defender/defender/backend"
 	"github.com/go-defender/defender/defender"
 )
 
@@ -125,7 +127,10 @@ func (h *handler) index(w http.ResponseWriter, r *http.Request) {
 	}
 
 	blocks, next, err := h.d.Blocks(r.Context(), p.Cursor, h.opts.PageSize)
-	if err != nil {
+	switch {
+	case err != nil && errors.Is(err, backend.ErrInvalid):
+		p.BlocksErr = "That page link is not valid (a bad cursor). Start again from the first page."
+	case err != nil:
 		h.log.Error("defender admin: store error", "op", "list blocks", "err", err)
 		p.BlocksErr = "The store did not answer, so the blocks cannot be listed right now. Reload to try again."
 	}
