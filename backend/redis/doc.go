@@ -85,6 +85,11 @@
 // in its place) together with the SCAN cursor, and a SCAN batch larger than
 // the page is resumed after the last key returned.
 //
+// Memory: on Redis 7.0 a failure counter with its TTL costs about 140 bytes
+// (MEMORY USAGE 72) and a block with its TTL about 180 bytes, for the
+// engine's keys of about 25 bytes (TestMemoryPerKey measures it over 20,000
+// identities); an identity that was locked out also has its lockout count.
+//
 // # Retries: no blind resend of a write
 //
 // go-redis retries a command after a network error or timeout (standalone
