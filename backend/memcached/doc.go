@@ -94,9 +94,9 @@
 //	Reserve (2 blocks, 2 counters), no block   2            1 gets, then 2 cas ‖ 1 gets (blocks)
 //	  the same, one server opened by Open      2            1 gets, then 2 cas
 //	Reserve, blocked                           1            1 gets
-//	SetBlock                                   2            set ‖ gets index, then cas index
+//	SetBlock                                   2            set, then append (index)
 //	Delete (any number of keys)                1            1 set (tombstone) per key
-//	Block                                      4            gets, cas, set ‖ cas index, set (tombstone)
+//	Block                                      4            gets, cas, set, then append ‖ set (tombstone)
 //	Scan (one page)                            2            gets index shards, gets members
 //
 // A login attempt therefore costs two round trips before the password check
@@ -116,49 +116,62 @@
 // + shard number (0xff never occurs in an engine key, so they cannot collide
 // with one). A key belongs to shard fnv32a(key) mod IndexShards. A shard's
 // value lists its members, one "<until-unix-ms> <key>" line each (0 =
-// permanent), and is rewritten with gets + cas (add when absent), retried
-// on conflict; members whose until has passed are pruned on every write,
-// and a shard expires a second after its last member.
+// permanent; a member listed twice counts with its latest until).
 //
-//   - Blocks (SetBlock, Block) are recorded synchronously, in parallel with
-//     the block's own write: once SetBlock returns, every process's Scan
-//     lists the block.
-//   - Counters (Incr, Reserve) are recorded by a background goroutine
-//     (batched: one shard write per shard and batch), so the login path
-//     never waits for the index. A counter's value remembers until when its
-//     index entry covers it ("indexed-until", set one TTL past its expiry),
-//     so a counter hit steadily is re-recorded once per TTL, not on every
-//     increment. Scan first waits until this Store's queued updates are
-//     written, so a process always lists its own counters; counters written
-//     by another process appear once that process's indexer has written
-//     them (normally within milliseconds).
+// Recording a member is one "append" to its shard ("add" when the shard
+// does not exist yet): atomic on the server, constant network cost whatever the shard's
+// size, never retried against other writers. A key is always written
+// before its member line is appended. Shards only grow that way; a
+// compaction rewrites a shard with gets + cas (retried when an append or
+// another compaction came in between, so no member is lost): each member
+// once, members whose until has passed pruned. Each process asks its
+// background goroutine for a shard's compaction every IndexShardBytes/8
+// bytes it appended to it, and compacts at once when the server refuses to
+// grow a shard (its item size limit). Index keys do not expire (an append
+// cannot extend an expiry); compactions keep them small.
+//
+//   - Blocks (SetBlock, Block) are recorded synchronously, right after the
+//     block's own write: once SetBlock returns, every process's Scan lists
+//     the block.
+//   - Counters (Incr, Reserve) are recorded by the background goroutine
+//     (batched: one append per shard and batch), so the login path never
+//     waits for the index. A counter's value remembers until when its index
+//     entry covers it ("indexed-until", set one TTL past its expiry), so a
+//     counter hit steadily is re-recorded once per TTL, not on every
+//     increment. Scan first waits until this Store's queued updates and
+//     compactions are written, so a process always lists its own counters;
+//     counters written by another process appear once that process's
+//     indexer has written them (normally within milliseconds).
 //
 // Scan reads every shard of both families (one multi-key gets), keeps the
 // members with the prefix after the cursor in key order, and reads up to
 // limit of them (another gets) to return those that still exist, with
 // their value and TTL; the cursor is the last key examined. Deleted keys
-// stay in the index until their until passes (Scan skips them).
+// stay in the index until their until passes or a compaction finds them
+// gone (Scan skips them).
 //
 // Limits, all visible in Stats and the log:
 //
-//   - Size: a shard holds at most IndexShardBytes (default 512 KiB, under
-//     Memcached's 1 MiB item limit), about 7,000 members of 70 bytes, so
-//     about 110,000 blocks and as many counters with the default 16 shards.
-//     A full shard first drops members that no longer exist, then leaves
-//     new members out: the key itself is written and works, only Scan
-//     misses it (Stats.IndexOverflow, a warning in the log). Raise
-//     IndexShards for bigger floods; every Store sharing a prefix must use
-//     the same value.
-//   - Contention: every shard write is a gets+cas of the whole shard; many
-//     processes creating keys at once retry against each other. Counter
-//     writes are batched per process; block writes are one per block.
+//   - Size: a compaction keeps a shard within IndexShardBytes (default 512
+//     KiB; keep it under the server's item size limit, -I, 1 MiB by
+//     default), about 7,000 members of 70 bytes, so about 110,000 blocks
+//     and as many counters with the default 16 shards. Over the limit it
+//     first drops members that no longer exist, then the newest members:
+//     those keys are written and work, only Scan misses them
+//     (Stats.IndexOverflow, a warning in the log). Raise IndexShards for
+//     bigger floods; every Store sharing a prefix must use the same value.
+//   - Cost: an append moves only the new lines; the server copies the shard
+//     into a bigger item (a memory copy, no network transfer). A compaction
+//     moves the whole shard twice, once per IndexShardBytes/8 appended
+//     bytes per process.
 //   - Loss: counter index updates wait in a bounded queue (IndexQueue); a
 //     full queue, or a shard server that stays down, drops updates
 //     (Stats.IndexDropped, logged); such a counter is missing from Scan
 //     until it is next written after its indexed-until time. A process
-//     that dies before its indexer ran leaves its newest counters unlisted
-//     the same way. Blocks are never affected: their index write is part of
-//     SetBlock.
+//     that dies between writing a key and recording it (for counters:
+//     before its indexer ran) leaves that key unlisted the same way.
+//   - Eviction: an evicted index shard forgets its members until they are
+//     written again (see below).
 //
 // # Eviction
 //

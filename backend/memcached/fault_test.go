@@ -494,3 +494,83 @@ func TestConcurrentIndexWrites(t *testing.T) {
 		t.Fatalf("Scan = %d entries, %q, %v; want %d", len(es), next, err, n)
 	}
 }
+
+// TestMaxInFlight: calls beyond MaxInFlight wait for a slot until their
+// context ends.
+func TestMaxInFlight(t *testing.T) {
+	addr := testserver.StartMemcached(t)
+	s := newStore(t, &Options{MaxInFlight: 1}, addr)
+	s.slots <- struct{}{} // the one slot is busy
+	ctx, cancel := context.WithTimeout(bg(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := s.Get(ctx, []string{"k"}); !errors.Is(err, backend.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Get without a slot: %v", err)
+	}
+	<-s.slots
+	if _, err := s.Get(bg(), []string{"k"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCompactIndex drives compactions directly: of an absent shard, of a
+// clean one (no write), concurrently with appends from other Stores (no
+// member lost), and with the server down.
+func TestCompactIndex(t *testing.T) {
+	m := testserver.NewMemcached(t)
+	prefix := uniquePrefix()
+	var logs bytes.Buffer
+	w := &syncWriter{w: &logs}
+	lg := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	s := newStore(t, &Options{Prefix: prefix, IndexShards: 1, Logger: lg}, m.Addr)
+	ctx := bg()
+	sk := s.shardKey(familyBlocks, 0)
+	if err := s.compactIndex(ctx, familyBlocks, 0, map[string]int64{"a": 0}); err != nil {
+		t.Fatal(err)
+	}
+	it, err := s.c.Get(sk)
+	if err != nil || string(it.Value) != "0 a\n" {
+		t.Fatalf("shard after compacting an absent one: %v, %v", it, err)
+	}
+	if err := s.compactIndex(ctx, familyBlocks, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := s.c.Get(sk); again.CasID != it.CasID {
+		t.Fatal("a clean shard was rewritten")
+	}
+	// Appends racing with compactions lose nothing.
+	var ss []*Store
+	for i := 0; i < 3; i++ {
+		ss = append(ss, newStore(t, &Options{Prefix: prefix, IndexShards: 1}, m.Addr))
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 60; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st := ss[i%3]
+			if i%4 == 0 {
+				if err := st.compactIndex(ctx, familyBlocks, 0, nil); err != nil {
+					t.Error(err)
+				}
+				return
+			}
+			if err := st.SetBlock(ctx, fmt.Sprintf("m%02d", i), nil, time.Minute); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	es, _, err := s.Scan(ctx, "m", "", 100)
+	if err != nil || len(es) != 45 {
+		t.Fatalf("Scan after racing appends and compactions = %d entries, %v; want 45", len(es), err)
+	}
+	m.Stop()
+	if err := s.compactIndex(ctx, familyBlocks, 0, nil); !errors.Is(err, backend.ErrUnavailable) {
+		t.Fatalf("compaction with the server down: %v", err)
+	}
+	s.ixq <- ixReq{compact: true, family: familyBlocks, shard: 0}
+	_ = s.flush(ctx)
+	if !strings.Contains(w.String(), "index compaction failed") {
+		t.Fatalf("no log line for a failed background compaction: %s", w.String())
+	}
+}

@@ -28,12 +28,17 @@ const (
 	familyCounters = 'c'
 )
 
-// ixReq is a counter index update for the indexer goroutine, or (done !=
-// nil) a flush request answered once every earlier update is written.
+// ixReq is a counter index update for the indexer goroutine, a flush
+// request (done != nil) answered once every earlier update is written, or a
+// compaction request.
 type ixReq struct {
 	key   string
 	until int64
 	done  chan error
+	// compact (with family and shard) asks for a shard's compaction.
+	compact bool
+	family  byte
+	shard   int
 }
 
 func (s *Store) shardOf(key string) int {
@@ -49,10 +54,15 @@ func (s *Store) shardKey(family byte, shard int) string {
 	return string(strconv.AppendInt(b, int64(shard), 10))
 }
 
-// parseIndex decodes a shard value into member -> until. Malformed lines
-// (which this package never writes) are skipped.
-func parseIndex(v []byte) map[string]int64 {
-	m := make(map[string]int64, bytes.Count(v, []byte{'\n'}))
+// parseIndex decodes a shard value into member -> until (the latest until
+// of a member listed more than once), the members in the order they first
+// appear, and the number of lines. Malformed lines (which this package
+// never writes) are skipped.
+func parseIndex(v []byte) (map[string]int64, []string, int) {
+	n := bytes.Count(v, []byte{'\n'})
+	m := make(map[string]int64, n)
+	order := make([]string, 0, n)
+	lines := 0
 	for len(v) > 0 {
 		line := v
 		if i := bytes.IndexByte(v, '\n'); i >= 0 {
@@ -60,13 +70,20 @@ func parseIndex(v []byte) map[string]int64 {
 		} else {
 			v = nil
 		}
+		lines++
 		until, key, ok := cutInt(line)
 		if !ok || len(key) == 0 {
 			continue
 		}
-		m[string(key)] = until
+		k := string(key)
+		if cur, seen := m[k]; !seen {
+			m[k] = until
+			order = append(order, k)
+		} else if later(until, cur) {
+			m[k] = until
+		}
 	}
-	return m
+	return m, order, lines
 }
 
 func encodeIndex(m map[string]int64) []byte {
@@ -99,86 +116,133 @@ func later(a, b int64) bool {
 	return a == 0 || a > b
 }
 
-// upsertIndex records entries (member -> until) in a shard of family,
-// pruning members whose until has passed; pre is the shard as read before
-// (nil: read it here; a pointer to a nil item: absent). It retries lost
-// compare-and-swap races. When the shard would outgrow IndexShardBytes it
-// first drops members that no longer exist, then leaves out new members
-// (counted in Stats.IndexOverflow and logged).
-func (s *Store) upsertIndex(ctx context.Context, family byte, shard int, entries map[string]int64, pre **memcache.Item) error {
+// appendIndex records entries (member -> until) in a shard of family with
+// one "append" (an "add" when the shard does not exist yet): O(1) whatever
+// the shard's size. Shards only grow here; compactIndex prunes them, in the
+// background once this process has appended a fraction of IndexShardBytes
+// to the shard, and at once when the server refuses to grow the shard.
+func (s *Store) appendIndex(ctx context.Context, family byte, shard int, entries map[string]int64) error {
 	sk := s.shardKey(family, shard)
-	var it *memcache.Item
-	read := pre == nil
-	if !read {
-		it = *pre
-	}
-	for attempt := 0; ; attempt++ {
-		if read {
-			var err error
-			it, err = s.c.Get(sk)
-			if errors.Is(err, memcache.ErrCacheMiss) {
-				it = nil
-			} else if err != nil {
-				return unavailable(ctx, "index", err)
+	lines := encodeIndex(entries)
+	for attempt := 0; attempt < 3; attempt++ {
+		err := s.c.Append(&memcache.Item{Key: sk, Value: lines})
+		if err == nil {
+			s.grew(family, shard, len(lines))
+			return nil
+		}
+		if errors.Is(err, memcache.ErrNotStored) { // no shard yet
+			err = s.c.Add(&memcache.Item{Key: sk, Value: lines, Flags: flagIndex})
+			if err == nil {
+				return nil
+			}
+			if errors.Is(err, memcache.ErrNotStored) {
+				continue // created meanwhile, or refusing to grow
 			}
 		}
-		read = true
+		if !strings.Contains(err.Error(), "SERVER_ERROR") {
+			return unavailable(ctx, "index", err)
+		}
+		break
+	}
+	// The shard exists but the server refuses to grow it (the item size
+	// limit): prune it, with the new members.
+	return s.compactIndex(ctx, family, shard, entries)
+}
+
+// grew counts n bytes appended to a shard by this process and asks the
+// indexer to compact the shard every IndexShardBytes/8 bytes.
+func (s *Store) grew(family byte, shard int, n int) {
+	g := &s.grown[familyIndex(family)][shard]
+	if g.Add(int64(n)) < s.compactEvery {
+		return
+	}
+	g.Store(0)
+	select {
+	case s.ixq <- ixReq{compact: true, family: family, shard: shard}:
+	default: // the indexer is busy: a later append asks again
+	}
+}
+
+func familyIndex(family byte) int {
+	if family == familyBlocks {
+		return 0
+	}
+	return 1
+}
+
+// compactIndex rewrites a shard of family with entries merged in: each
+// member once, members whose until has passed pruned. When the shard would
+// still outgrow IndexShardBytes it drops members that no longer exist, then
+// leaves out the newest members (counted in Stats.IndexOverflow, logged).
+// It retries lost compare-and-swap races, and writes nothing when there is
+// nothing to change.
+func (s *Store) compactIndex(ctx context.Context, family byte, shard int, entries map[string]int64) error {
+	sk := s.shardKey(family, shard)
+	for attempt := 0; ; attempt++ {
+		it, err := s.c.Get(sk)
+		if errors.Is(err, memcache.ErrCacheMiss) {
+			it = nil
+		} else if err != nil {
+			return unavailable(ctx, "index", err)
+		}
 		var m map[string]int64
+		var order []string
+		lines := 0
 		if it != nil {
-			m = parseIndex(it.Value)
+			m, order, lines = parseIndex(it.Value)
 		} else {
 			m = make(map[string]int64, len(entries))
 		}
-		changed := false
+		dirty := it == nil || lines != len(m)
+		fresh := make([]string, 0, len(entries))
 		for k, u := range entries {
-			if cur, ok := m[k]; !ok || later(u, cur) {
-				changed = true
+			if cur, ok := m[k]; !ok {
+				fresh = append(fresh, k)
+				m[k] = u
+				dirty = true
+			} else if later(u, cur) {
+				m[k] = u
+				dirty = true
 			}
 		}
-		if !changed && it != nil {
-			return nil
-		}
+		slices.Sort(fresh)
+		order = append(order, fresh...)
 		nowMs := time.Now().UnixMilli()
 		size := 0
 		for k, u := range m {
 			if u != 0 && u <= nowMs {
 				delete(m, k)
+				dirty = true
 				continue
 			}
 			size += lineLen(k, u)
 		}
-		var fresh []string
-		for k, u := range entries {
-			cur, ok := m[k]
-			if ok {
-				if later(u, cur) {
-					m[k] = u
-					size += lineLen(k, u) - lineLen(k, cur)
-				}
-				continue
-			}
-			fresh = append(fresh, k)
-		}
-		slices.Sort(fresh)
-		for _, k := range fresh {
-			size += lineLen(k, entries[k])
-		}
 		if size > s.shardBytes {
 			size = s.dropAbsent(m, size)
+			dirty = true
 		}
-		for _, k := range fresh {
-			if size > s.shardBytes {
+		if size > s.shardBytes {
+			kept := 0
+			for _, k := range order {
+				u, ok := m[k]
+				if !ok {
+					continue
+				}
+				if l := lineLen(k, u); kept+l <= s.shardBytes {
+					kept += l
+					continue
+				}
+				delete(m, k)
 				s.ixOverflow.Add(1)
 				if s.logLimited(&s.lastFullLog) {
 					s.log.Warn("memcached: index shard full, keys left out of Scan (raise IndexShards)", "shard", shard, "family", string(family), "key", k, "limit_bytes", s.shardBytes, "left_out_total", s.ixOverflow.Load())
 				}
-				size -= lineLen(k, entries[k])
-				continue
 			}
-			m[k] = entries[k]
 		}
-		item := &memcache.Item{Key: sk, Value: encodeIndex(m), Flags: flagIndex, Expiration: indexExpiration(m)}
-		var err error
+		if !dirty {
+			return nil
+		}
+		item := &memcache.Item{Key: sk, Value: encodeIndex(m), Flags: flagIndex}
 		if it == nil {
 			err = s.c.Add(item)
 		} else {
@@ -230,28 +294,6 @@ func (s *Store) dropAbsent(m map[string]int64, size int) int {
 	return size
 }
 
-// indexExpiration makes a shard expire one second after its last member
-// (never while one is permanent).
-func indexExpiration(m map[string]int64) int32 {
-	var last int64
-	for _, u := range m {
-		if u == 0 {
-			return 0
-		}
-		last = max(last, u)
-	}
-	if last == 0 {
-		return 0
-	}
-	now := time.Now()
-	left := last - now.UnixMilli()
-	if left < 0 {
-		left = 0
-	}
-	_, exp := expiry(now, (left+999)/1000+1)
-	return exp
-}
-
 // enqueueIndex hands a counter index update to the indexer without waiting.
 // A full queue drops it (counted, logged at most once a minute).
 func (s *Store) enqueueIndex(key string, until int64) {
@@ -281,9 +323,18 @@ func (s *Store) indexer() {
 	var waiting []chan error
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
+	type shardID struct {
+		family byte
+		shard  int
+	}
+	compact := map[shardID]bool{}
 	add := func(r ixReq) {
 		if r.done != nil {
 			waiting = append(waiting, r.done)
+			return
+		}
+		if r.compact {
+			compact[shardID{r.family, r.shard}] = true
 			return
 		}
 		sh := s.shardOf(r.key)
@@ -328,6 +379,12 @@ func (s *Store) indexer() {
 			}
 		}
 		err := s.flushIndex(pending)
+		for id := range compact {
+			if cerr := s.compactIndex(context.Background(), id.family, id.shard, nil); cerr != nil {
+				s.log.Debug("memcached: index compaction failed", "shard", id.shard, "family", string(id.family), "err", cerr)
+			}
+			delete(compact, id)
+		}
 		for _, w := range waiting {
 			w <- err
 		}
@@ -345,7 +402,7 @@ func (s *Store) flushIndex(pending map[int]map[string]int64) error {
 	var first error
 	total := 0
 	for sh, entries := range pending {
-		err := s.upsertIndex(context.Background(), familyCounters, sh, entries, nil)
+		err := s.appendIndex(context.Background(), familyCounters, sh, entries)
 		if err == nil {
 			delete(pending, sh)
 			continue
@@ -421,7 +478,8 @@ func (s *Store) Scan(ctx context.Context, prefix, cursor string, limit int) ([]b
 	seen := map[string]bool{}
 	var cands []string
 	for _, it := range m {
-		for k, u := range parseIndex(it.Value) {
+		m, _, _ := parseIndex(it.Value)
+		for k, u := range m {
 			if (u != 0 && u <= nowMs) || !strings.HasPrefix(k, prefix) || k <= cursor || seen[k] {
 				continue
 			}

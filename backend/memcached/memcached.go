@@ -135,7 +135,11 @@ type Store struct {
 	wg        sync.WaitGroup
 	locks     [stripes]chan struct{}
 	ixq       chan ixReq
-	slots     chan struct{}
+	// grown counts the bytes this process appended to each index shard
+	// since it last asked for the shard's compaction; [family][shard].
+	grown        [2][]atomic.Int64
+	compactEvery int64
+	slots        chan struct{}
 
 	ixDropped   atomic.Int64
 	ixOverflow  atomic.Int64
@@ -215,6 +219,9 @@ func New(client *memcache.Client, opts *Options) (*Store, error) {
 		ixq:        make(chan ixReq, o.IndexQueue),
 		slots:      make(chan struct{}, o.MaxInFlight),
 	}
+	s.grown[0] = make([]atomic.Int64, s.shards)
+	s.grown[1] = make([]atomic.Int64, s.shards)
+	s.compactEvery = int64(max(s.shardBytes/8, 1))
 	for i := range s.locks {
 		s.locks[i] = make(chan struct{}, 1)
 	}
@@ -479,9 +486,9 @@ func (s *Store) Get(ctx context.Context, keys []string) ([]backend.Entry, error)
 	return out, nil
 }
 
-// SetBlock implements backend.Backend: the value is written ("set") while
-// the key is recorded in its block index shard ("gets" + "cas"), in
-// parallel: two round trips.
+// SetBlock implements backend.Backend in two round trips: the value is
+// written ("set"), then the key is recorded in its block index shard
+// ("append").
 func (s *Store) SetBlock(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	if err := s.check(ctx); err != nil {
 		return err
@@ -496,23 +503,19 @@ func (s *Store) SetBlock(ctx context.Context, key string, value []byte, ttl time
 		return err
 	}
 	defer s.release()
-	return s.setBlock(ctx, key, value, ttl, nil)
+	return s.setBlock(ctx, key, value, ttl)
 }
 
-// setBlock writes the block and records it in its index shard, in
-// parallel; pre is the shard as read before (nil: read it here).
-func (s *Store) setBlock(ctx context.Context, key string, value []byte, ttl time.Duration, pre **memcache.Item) error {
+// setBlock writes the block, then records it in its index shard. In that
+// order: a compaction drops members it finds absent, so a member must never
+// be listed before its key exists.
+func (s *Store) setBlock(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	exp, expiration := expiry(time.Now(), ttlSeconds(ttl))
 	item := &memcache.Item{Key: s.key(key), Value: encodeBlock(exp, value), Flags: flagBlock, Expiration: expiration}
-	return parallel(2, func(i int) error {
-		if i == 1 {
-			return s.upsertIndex(ctx, familyBlocks, s.shardOf(key), map[string]int64{key: exp}, pre)
-		}
-		if err := s.c.Set(item); err != nil {
-			return unavailable(ctx, "set block", err)
-		}
-		return nil
-	})
+	if err := s.c.Set(item); err != nil {
+		return unavailable(ctx, "set block", err)
+	}
+	return s.appendIndex(ctx, familyBlocks, s.shardOf(key), map[string]int64{key: exp})
 }
 
 // Delete implements backend.Backend: one write per key, the keys in
@@ -877,11 +880,10 @@ func (s *Store) refund(ctx context.Context, key string, ttl time.Duration) error
 	return err
 }
 
-// Block implements backend.Blocker in four round trips: one multi-key
-// "gets" (the lockout counter and the block's index shard), one "cas" (the
-// lockout count), the block's "set" in parallel with its index shard's
-// "cas", then the failure counter's deletion (after the block is set, as
-// the ordering rule of backend.Reserve requires).
+// Block implements backend.Blocker in four round trips: "gets" and "cas"
+// of the lockout count, the block's "set", then, in parallel, its index
+// shard's "append" and the failure counter's deletion (after the block is
+// set, as the ordering rule of backend.Reserve requires).
 func (s *Store) Block(ctx context.Context, req backend.BlockRequest) (backend.BlockResult, error) {
 	if len(req.Durations) == 0 {
 		return backend.BlockResult{}, fmt.Errorf("memcached: %w: BlockRequest.Durations is empty", backend.ErrInvalid)
@@ -908,28 +910,34 @@ func (s *Store) Block(ctx context.Context, req backend.BlockRequest) (backend.Bl
 		return backend.BlockResult{}, err
 	}
 	defer s.release()
-	sk := s.shardKey(familyBlocks, s.shardOf(req.BlockKey))
 	readAt := time.Now()
-	m, err := s.c.GetMulti([]string{s.key(req.LockoutsKey), sk})
-	if err != nil {
+	it, err := s.c.Get(s.key(req.LockoutsKey))
+	if errors.Is(err, memcache.ErrCacheMiss) {
+		it = nil
+	} else if err != nil {
 		return backend.BlockResult{}, unavailable(ctx, "block", err)
 	}
-	n, _, _, err := s.incrOne(ctx, req.LockoutsKey, m[s.key(req.LockoutsKey)], readAt, 1, req.Window, true)
+	n, _, _, err := s.incrOne(ctx, req.LockoutsKey, it, readAt, 1, req.Window, true)
 	if err != nil {
 		return backend.BlockResult{}, err
 	}
 	res := backend.BlockResult{Lockouts: n, Duration: backend.Escalate(req.Durations, n)}
-	shard := m[sk]
-	if err := s.setBlock(ctx, req.BlockKey, req.Value, res.Duration, &shard); err != nil {
-		return res, err
+	exp, expiration := expiry(time.Now(), ttlSeconds(res.Duration))
+	item := &memcache.Item{Key: s.key(req.BlockKey), Value: encodeBlock(exp, req.Value), Flags: flagBlock, Expiration: expiration}
+	if err := s.c.Set(item); err != nil {
+		return res, unavailable(ctx, "block: set", err)
 	}
-	// Only now the counter goes (the ordering rule of backend.Reserve).
-	if req.CounterKey != "" {
-		if err := s.bury(ctx, req.CounterKey); err != nil {
-			return res, err
+	// Only now the counter goes (the ordering rule of backend.Reserve),
+	// while the block is indexed.
+	return res, parallel(2, func(i int) error {
+		if i == 0 {
+			return s.appendIndex(ctx, familyBlocks, s.shardOf(req.BlockKey), map[string]int64{req.BlockKey: exp})
 		}
-	}
-	return res, nil
+		if req.CounterKey == "" {
+			return nil
+		}
+		return s.bury(ctx, req.CounterKey)
+	})
 }
 
 var (

@@ -665,13 +665,21 @@ func TestIndexBounds(t *testing.T) {
 	s := newStore(t, &Options{IndexShards: 1, IndexShardBytes: 210, Logger: lg}, addr)
 	ctx := bg()
 	key := func(i int) string { return fmt.Sprintf("k%038d", i) } // 39 bytes: 5 fit with permanent entries
-	for i := 0; i < 5; i++ {
+	scan := func(s *Store) []backend.Entry {
+		t.Helper()
+		es, _, err := s.Scan(ctx, "", "", 0) // waits for the compactions asked for
+		if err != nil {
+			t.Fatal(err)
+		}
+		return es
+	}
+	for i := 0; i < 6; i++ {
 		if err := s.SetBlock(ctx, key(i), nil, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.SetBlock(ctx, key(5), nil, 0); err != nil {
-		t.Fatal(err)
+	if es := scan(s); len(es) != 5 {
+		t.Fatalf("Scan listed %d, want 5", len(es))
 	}
 	if st := s.Stats(); st.IndexOverflow != 1 || strings.Count(logs.String(), "index shard full") != 1 {
 		t.Fatalf("Stats = %+v, log %q; want one overflow, logged", st, logs.String())
@@ -680,10 +688,6 @@ func TestIndexBounds(t *testing.T) {
 	if es, _ := s.Get(ctx, []string{key(5)}); !es[0].Found {
 		t.Fatal("overflowing block not set")
 	}
-	es, _, _ := s.Scan(ctx, "", "", 0)
-	if len(es) != 5 {
-		t.Fatalf("Scan listed %d, want 5", len(es))
-	}
 	// Deleted members make room.
 	if err := s.Delete(ctx, key(0), key(1)); err != nil {
 		t.Fatal(err)
@@ -691,11 +695,10 @@ func TestIndexBounds(t *testing.T) {
 	if err := s.SetBlock(ctx, key(6), nil, 0); err != nil {
 		t.Fatal(err)
 	}
-	es, _, _ = s.Scan(ctx, "", "", 0)
-	if len(es) != 4 || s.Stats().IndexOverflow != 1 {
+	if es := scan(s); len(es) != 4 || s.Stats().IndexOverflow != 1 {
 		t.Fatalf("Scan listed %d (want 4), Stats %+v", len(es), s.Stats())
 	}
-	// Expired members are pruned on the next write.
+	// Expired members are pruned.
 	s2 := newStore(t, &Options{IndexShards: 1, IndexShardBytes: 280}, addr) // 5 expiring members (54 bytes each) fit, 6 do not
 	for i := 0; i < 5; i++ {
 		if err := s2.SetBlock(ctx, key(i), nil, time.Second); err != nil {
@@ -706,11 +709,38 @@ func TestIndexBounds(t *testing.T) {
 	if err := s2.SetBlock(ctx, strings.Repeat("z", 150), nil, 0); err != nil {
 		t.Fatal(err)
 	}
+	if es := scan(s2); len(es) != 1 {
+		t.Fatalf("Scan listed %d, want 1", len(es))
+	}
 	if st := s2.Stats(); st.IndexOverflow != 0 {
 		t.Fatalf("expired members not pruned: %+v", st)
 	}
 	if v, _ := s2.c.Get(s2.shardKey(familyBlocks, 0)); strings.Count(string(v.Value), "\n") != 1 {
 		t.Fatalf("index shard after pruning: %q", v.Value)
+	}
+}
+
+// TestIndexAtItemLimit lets a shard reach the server's item size limit
+// (-I 1k) before any background compaction: the refused append compacts
+// the shard at once, and SetBlock succeeds.
+func TestIndexAtItemLimit(t *testing.T) {
+	m := testserver.NewMemcached(t, "-I", "1k", "-o", "slab_chunk_max=512")
+	s := newStore(t, &Options{IndexShards: 1, IndexShardBytes: 900}, m.Addr)
+	s.compactEvery = 1 << 40 // no background compaction
+	ctx := bg()
+	for i := 0; i < 40; i++ {
+		if err := s.SetBlock(ctx, fmt.Sprintf("k%038d", i), nil, 0); err != nil {
+			t.Fatalf("SetBlock #%d: %v", i, err)
+		}
+	}
+	es, _, err := s.Scan(ctx, "", "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Compactions keep 900 bytes (21 lines of 42 bytes), appends go on to
+	// the server's 1 KiB limit (24 lines).
+	if n := len(es); n < 21 || n > 24 || s.Stats().IndexOverflow != int64(40-n) {
+		t.Fatalf("Scan listed %d, Stats %+v; want 21..24 listed, the rest counted", n, s.Stats())
 	}
 }
 
@@ -732,17 +762,17 @@ func (w *syncWriter) String() string {
 }
 
 func TestIndexFormat(t *testing.T) {
-	m := parseIndex([]byte("0 a\n12 b\nbad\n5 \nx y\n7 c"))
-	want := map[string]int64{"a": 0, "b": 12, "c": 7}
-	if len(m) != len(want) {
-		t.Fatalf("parseIndex = %v, want %v", m, want)
+	m, order, lines := parseIndex([]byte("0 a\n12 b\nbad\n5 \nx y\n7 c\n3 b\n20 c"))
+	want := map[string]int64{"a": 0, "b": 12, "c": 20}
+	if len(m) != len(want) || lines != 8 || strings.Join(order, ",") != "a,b,c" {
+		t.Fatalf("parseIndex = %v, %v, %d; want %v in order a,b,c from 8 lines", m, order, lines, want)
 	}
 	for k, v := range want {
 		if m[k] != v {
 			t.Fatalf("parseIndex = %v, want %v", m, want)
 		}
 	}
-	if got := string(encodeIndex(want)); got != "0 a\n12 b\n7 c\n" {
+	if got := string(encodeIndex(want)); got != "0 a\n12 b\n20 c\n" {
 		t.Fatalf("encodeIndex = %q", got)
 	}
 	tests := []struct {
@@ -772,15 +802,6 @@ func TestIndexFormat(t *testing.T) {
 		if got != p.want || re != p.reindex {
 			t.Errorf("indexPlan(%d, %d, %d) = %d, %v; want %d, %v", p.ix, p.exp, p.secs, got, re, p.want, p.reindex)
 		}
-	}
-	if exp := indexExpiration(map[string]int64{}); exp != 0 {
-		t.Errorf("indexExpiration(empty) = %d", exp)
-	}
-	if exp := indexExpiration(map[string]int64{"a": 1, "b": 0}); exp != 0 {
-		t.Errorf("indexExpiration(permanent member) = %d", exp)
-	}
-	if exp := indexExpiration(map[string]int64{"a": time.Now().Add(10 * time.Second).UnixMilli()}); exp < 11 || exp > 12 {
-		t.Errorf("indexExpiration(10s) = %d, want 11..12", exp)
 	}
 }
 
