@@ -574,3 +574,47 @@ func TestCompactIndex(t *testing.T) {
 		t.Fatalf("no log line for a failed background compaction: %s", w.String())
 	}
 }
+
+// TestCompactionLosesRaces appends to a shard between a compaction's read
+// and its write: the compaction retries and keeps the new member; endless
+// interference makes it give up with ErrUnavailable.
+func TestCompactionLosesRaces(t *testing.T) {
+	addr := testserver.StartMemcached(t)
+	s := newStore(t, &Options{IndexShards: 1}, addr)
+	other := newStore(t, &Options{Prefix: s.prefix, IndexShards: 1}, addr)
+	ctx := bg()
+	if err := s.SetBlock(ctx, "a", nil, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	sk := s.shardKey(familyBlocks, 0)
+	n := 0
+	testHookBeforeWrite = func(st *Store, key string) {
+		if st == s && key == sk && n < 2 {
+			n++
+			if err := other.SetBlock(ctx, fmt.Sprint("b", n), nil, time.Minute); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	defer func() { testHookBeforeWrite = nil }()
+	if err := s.compactIndex(ctx, familyBlocks, 0, map[string]int64{"c": 0}); err != nil {
+		t.Fatal(err)
+	}
+	testHookBeforeWrite = nil
+	es, _, err := s.Scan(ctx, "", "", 0)
+	if err != nil || len(es) != 3 { // a, b1, b2 (c was never written)
+		t.Fatalf("Scan = %+v, %v; want a, b1, b2", es, err)
+	}
+	testHookBeforeWrite = func(st *Store, key string) {
+		if st == s && key == sk {
+			// A duplicate line keeps the shard dirty, so every retry
+			// must write again.
+			if err := other.SetBlock(ctx, "a", nil, time.Minute); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	if err := s.compactIndex(ctx, familyBlocks, 0, map[string]int64{"e": 0}); !errors.Is(err, backend.ErrUnavailable) {
+		t.Fatalf("compaction under endless interference: %v", err)
+	}
+}

@@ -243,6 +243,9 @@ func (s *Store) compactIndex(ctx context.Context, family byte, shard int, entrie
 			return nil
 		}
 		item := &memcache.Item{Key: sk, Value: encodeIndex(m), Flags: flagIndex}
+		if testHookBeforeWrite != nil {
+			testHookBeforeWrite(s, sk)
+		}
 		if it == nil {
 			err = s.c.Add(item)
 		} else {

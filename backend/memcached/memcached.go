@@ -71,7 +71,9 @@ const maxRelative = 30 * 24 * 60 * 60
 const maxCASAttempts = 64
 
 // testHookBeforeWrite, when set by a test, runs before a counter's "add" or
-// "cas", to let a test lose the race deterministically.
+// "cas" (with the counter's key) and before an index compaction's write
+// (with the shard's full key), to let a test lose the race
+// deterministically.
 var testHookBeforeWrite func(s *Store, key string)
 
 // stripes is the number of in-process locks that serialise the
