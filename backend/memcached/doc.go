@@ -154,16 +154,19 @@
 //
 //   - Size: a compaction keeps a shard within IndexShardBytes (default 512
 //     KiB; keep it under the server's item size limit, -I, 1 MiB by
-//     default), about 7,000 members of 70 bytes, so about 110,000 blocks
-//     and as many counters with the default 16 shards. Over the limit it
+//     default), about 7,000 members of 70 bytes, so about 450,000 blocks
+//     and as many counters with the default 64 shards. Over the limit it
 //     first drops members that no longer exist, then the newest members:
 //     those keys are written and work, only Scan misses them
 //     (Stats.IndexOverflow, a warning in the log). Raise IndexShards for
 //     bigger floods; every Store sharing a prefix must use the same value.
-//   - Cost: an append moves only the new lines; the server copies the shard
-//     into a bigger item (a memory copy, no network transfer). A compaction
-//     moves the whole shard twice, once per IndexShardBytes/8 appended
-//     bytes per process.
+//   - Cost: an append moves only the new lines over the network, but the
+//     server copies the shard into a bigger item: server CPU grows with the
+//     shard's size (tens of microseconds per append for shards of a few
+//     hundred KiB). The indexer appends once per shard per batch, so under a
+//     flood of new identities the copies are shared by many counters; more
+//     shards make them smaller. A compaction moves the whole shard twice,
+//     once per IndexShardBytes/8 appended bytes per process.
 //   - Loss: counter index updates wait in a bounded queue (IndexQueue); a
 //     full queue, or a shard server that stays down, drops updates
 //     (Stats.IndexDropped, logged); such a counter is missing from Scan

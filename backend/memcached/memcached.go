@@ -30,7 +30,7 @@ const MaxPrefixLen = MaxKeyLen - backend.MaxKeyLen
 // Defaults of Options, and of Scan's page size.
 const (
 	// DefaultIndexShards is the default Options.IndexShards.
-	DefaultIndexShards = 16
+	DefaultIndexShards = 64
 	// DefaultIndexShardBytes is the default Options.IndexShardBytes.
 	DefaultIndexShardBytes = 512 << 10
 	// DefaultIndexQueue is the default Options.IndexQueue.
