@@ -211,7 +211,8 @@ func writeRows(b *strings.Builder, rows []ratioRow) {
 
 // allTable lists every benchmark's medians.
 func allTable(b *strings.Builder, s *benchSet) {
-	units := []string{"ns/op", "ops/s", "B/op", "allocs/op", "B/key", "keys/attacker", "keys-held", "heap-MB", "evictions"}
+	units := []string{"ns/op", "ops/s", "B/op", "allocs/op", "B/key", "keys/attacker", "keys-held", "heap-MB", "evictions",
+		"scripts/op", "cmds/op", "keyops/op", "net-B/op", "server-us/op", "op-ns", "floor-ns", "x-floor", "defender-ns", "peer-ns", "x-peer"}
 	b.WriteString("| benchmark | runs | ns/op | ops/s | B/op | allocs/op | other |\n|---|---|---|---|---|---|---|\n")
 	for _, n := range s.names {
 		cell := func(u string) string {

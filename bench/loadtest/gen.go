@@ -247,3 +247,44 @@ func constantRate(ctx context.Context, c *client, src source, rate float64, d ti
 	wg.Wait()
 	return rec.result(time.Since(start))
 }
+
+// pairedRate sends rate requests per second for d, alternately to a and b
+// (request i of the source goes to both: a gets it at 2i, b at 2i+1), so
+// that both sites are measured under the same machine load. Latency is
+// measured from each request's scheduled time.
+func pairedRate(ctx context.Context, a, b *client, src source, rate float64, d time.Duration, maxInFlight int) (Result, Result) {
+	recs := [2]*recorder{{}, {}}
+	cls := [2]*client{a, b}
+	sem := make(chan struct{}, maxInFlight)
+	var wg sync.WaitGroup
+	interval := time.Duration(float64(time.Second) / rate)
+	start := time.Now()
+	n := int64(d.Seconds() * rate)
+	for i := int64(0); i < n && ctx.Err() == nil; i++ {
+		at := start.Add(time.Duration(i) * interval)
+		if w := time.Until(at); w > 0 {
+			select {
+			case <-time.After(w):
+			case <-ctx.Done():
+				continue
+			}
+		}
+		side := i % 2
+		select {
+		case sem <- struct{}{}:
+		default:
+			recs[side].drops.Add(1)
+			continue
+		}
+		wg.Add(1)
+		go func(i int64, at time.Time) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			o, err := cls[side].do(ctx, src(i/2))
+			recs[side].add(time.Since(at), o, err)
+		}(i, at)
+	}
+	wg.Wait()
+	el := time.Since(start)
+	return recs[0].result(el), recs[1].result(el)
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -67,6 +68,9 @@ type Cell struct {
 	Rate     float64 `json:"rate,omitempty"`
 	Workers  int     `json:"workers,omitempty"`
 	Result   Result  `json:"result"`
+	// Baseline is, for mode "paired", the --no-defender site's result
+	// measured in the same cell, its requests interleaved with Result's.
+	Baseline *Result `json:"baseline,omitempty"`
 }
 
 // Report is the whole load test.
@@ -93,9 +97,10 @@ func runLoad(ctx context.Context, args []string, stdout io.Writer) error {
 	backends := fs.String("backends", "none,memory,bolt,redis,redis-cluster,memcached,axes", "sites to test: none (--no-defender), axes (the SQLite baseline) and defender backends")
 	scen := fs.String("scenarios", "success,mixed,failure", "scenarios")
 	modes := fs.String("modes", "rate,saturation", "load modes: rate (fixed rate) and saturation (closed loop)")
-	dur := fs.Duration("duration", 6*time.Second, "length of each cell")
+	pairedOn := fs.Bool("paired", true, "also run each site's success scenario interleaved with --no-defender's (mode paired: the 1% target)")
+	dur := fs.Duration("duration", 8*time.Second, "length of each cell")
 	rate := fs.Float64("rate", 10, "requests per second of the fixed-rate cells")
-	workers := fs.Int("workers", 16, "concurrent clients of the saturation cells")
+	workers := fs.Int("workers", 8, "concurrent clients of the saturation cells")
 	maxReq := fs.Int64("max", 200000, "at most this many requests per cell")
 	out := fs.String("out", "", "directory for loadtest.md, loadtest.json and the PNG charts (default ROOT/bench/results)")
 	if err := fs.Parse(args); err != nil {
@@ -178,6 +183,33 @@ func runLoad(ctx context.Context, args []string, stdout io.Writer) error {
 				}
 				rep.Cells = append(rep.Cells, c)
 			}
+		}
+	}
+	if *pairedOn && slices.Contains(splitList(*backends), "none") && slices.Contains(splitList(*scen), "success") {
+		for _, b := range splitList(*backends) {
+			if b == "none" || ctx.Err() != nil {
+				continue
+			}
+			cellN++
+			base, err := startSite(bin, self, "none", urls, tmp, cellN)
+			if err != nil {
+				return err
+			}
+			cellN++
+			s, err := startSite(bin, self, b, urls, tmp, cellN)
+			if err != nil {
+				base.stop()
+				return fmt.Errorf("%s: %w", b, err)
+			}
+			cb, cs := newClient(base.base, 64), newClient(s.base, 64)
+			rb, rs := pairedRate(ctx, cb, cs, scenarios["success"], 2**rate, 2**dur, 256)
+			cb.close()
+			cs.close()
+			s.stop()
+			base.stop()
+			rep.Cells = append(rep.Cells, Cell{Backend: b, Scenario: "success", Mode: "paired", Rate: *rate, Result: rs, Baseline: &rb})
+			fmt.Fprintf(stdout, "%-14s success  paired     p50 %8.2f ms (no defender %8.2f)  p99 %8.2f ms (no defender %8.2f)  errors %d/%d\n",
+				b, rs.P50, rb.P50, rs.P99, rb.P99, rs.Errors, rb.Errors)
 		}
 	}
 	if err := os.MkdirAll(*out, 0o755); err != nil {

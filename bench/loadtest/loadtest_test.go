@@ -107,6 +107,24 @@ func TestConstantRate(t *testing.T) {
 	}
 }
 
+func TestPairedRate(t *testing.T) {
+	sa, xa := site(t)
+	sb, xb := site(t)
+	ca, cb := newClient(sa.URL, 4), newClient(sb.URL, 4)
+	defer ca.close()
+	defer cb.close()
+	ra, rb := pairedRate(context.Background(), ca, cb, successReq, 100, 200*time.Millisecond, 16)
+	if ra.Requests != 10 || rb.Requests != 10 {
+		t.Fatalf("requests %d and %d, want 10 each", ra.Requests, rb.Requests)
+	}
+	// Both sides get the same request sequence.
+	for range 10 {
+		if a, b := <-xa, <-xb; (a == "") != (b == "") {
+			t.Fatalf("sides differ: %q %q", a, b)
+		}
+	}
+}
+
 func TestScenarios(t *testing.T) {
 	ips := map[string]bool{}
 	for i := range int64(100) {
@@ -241,10 +259,13 @@ func TestLoadReport(t *testing.T) {
 		cell("none", "success", "rate", 60, 70, 10), cell("none", "failure", "saturation", 60, 70, 30),
 		cell("memory", "success", "rate", 60.3, 70.5, 10), cell("memory", "failure", "saturation", 1, 2, 3000),
 		cell("axes", "success", "rate", 70, 90, 10), cell("axes", "failure", "saturation", 100, 200, 20),
+		cell("bolt", "success", "paired", 66, 70, 10),
 	}}
+	r.Cells[len(r.Cells)-1].Baseline = &Result{P50: 60, P99: 70}
 	md := loadMarkdown(r)
 	for _, want := range []string{
-		"| defender memory | p50 60.30 ms vs 60.00, p99 70.50 ms vs 70.00 | p50 ×1.005, p99 ×1.007 | met |",
+		"| defender memory | p50 60.30 ms vs 60.00, p99 70.50 ms vs 70.00 (consecutive cells) | p50 ×1.005, p99 ×1.007 | met |",
+		"| defender bolt | p50 66.00 ms vs 60.00, p99 70.00 ms vs 70.00 (interleaved) | p50 ×1.100, p99 ×1.000 | **not met** |",
 		"| failure flood: throughput ≥ 20× --no-defender | defender memory | 3000 req/s vs 30.0 | ×100.0 | met |",
 		"(reference) failure flood vs --no-defender | axes-like (SQLite)",
 	} {
