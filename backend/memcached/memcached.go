@@ -101,9 +101,9 @@ type Options struct {
 	// that record which keys exist, for Scan. Default DefaultIndexShards.
 	// Every Store sharing a prefix must use the same value.
 	IndexShards int
-	// IndexShardBytes bounds the size of one index key's value (Memcached
-	// refuses items over its -I limit, 1 MiB by default). Default
-	// DefaultIndexShardBytes.
+	// IndexShardBytes is the size a compaction keeps an index key's value
+	// within; keep it under the server's item size limit (-I, 1 MiB by
+	// default). Default DefaultIndexShardBytes.
 	IndexShardBytes int
 	// IndexQueue bounds the counter index updates waiting for the
 	// background indexer. Default DefaultIndexQueue.
@@ -169,7 +169,7 @@ type Stats struct {
 // client.Timeout to the longest a single network operation may take (a call
 // makes at most a few in sequence, see the package doc) and
 // client.MaxIdleConns to at least the expected number of concurrent calls.
-// Close does not close a client given to New. New fails with an
+// Close does not close a client given to New. New fails with a
 // backend.ErrInvalid error naming the option when opts is out of range.
 func New(client *memcache.Client, opts *Options) (*Store, error) {
 	if client == nil {
