@@ -39,9 +39,11 @@ func init() {
 // prefix (Options.Prefix), timeout (each network operation's deadline,
 // default DefaultTimeout) and max_idle (idle connections kept per server,
 // default DefaultMaxIdle). Unknown parameters, user info (Memcached has no
-// passwords) and paths are ErrInvalidURL errors. Open does not contact the
-// servers: an unreachable server shows as ErrUnavailable on use. Close
-// closes the client's connections.
+// passwords) and paths are ErrInvalidURL errors. Host names are resolved
+// once, by Open (gomemcache's ServerList): a name that does not resolve is
+// an ErrInvalidURL error, and a server whose address changes needs a new
+// Store. Open does not contact the servers: an unreachable server shows as
+// ErrUnavailable on use. Close closes the client's connections.
 func Open(ctx context.Context, u *url.URL) (backend.Backend, error) {
 	if u.User != nil {
 		return nil, backend.Errorf(u, "memcached has no user or password: remove the user info")
