@@ -82,10 +82,22 @@ func Redact(rawURL string) string {
 		}
 		return "(unparsable)"
 	}
-	if _, has := u.User.Password(); !has {
-		return rawURL
+	if _, has := u.User.Password(); has {
+		return u.Redacted()
 	}
-	return u.Redacted()
+	rest := rawURL
+	if i := strings.Index(rest, "://"); i >= 0 {
+		rest = rest[i+3:]
+	}
+	if at := strings.LastIndex(rest, "@"); at >= 0 && strings.Contains(rest[:at], ":") {
+		// Something before an "@" that the parser did not read as a
+		// password (a mangled scheme such as "/://u:pw@h") may be one.
+		if i := strings.Index(rawURL, "://"); i > 0 && u.Scheme != "" {
+			return rawURL[:i] + "://(redacted)"
+		}
+		return "(redacted)"
+	}
+	return rawURL
 }
 
 // redactErr keeps url.Parse's reason but drops the URL it quotes.

@@ -73,6 +73,9 @@ func TestRedact(t *testing.T) {
 		"memory://":                    "memory://",
 		"redis://u:p%zz@h":             "redis://(unparsable)",
 		"%zz":                          "(unparsable)",
+		"/://u:pw@h":                   "(redacted)",
+		"#://u:pw@h":                   "(redacted)",
+		"redis://user@h":               "redis://user@h",
 	} {
 		if got := Redact(in); got != want {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
@@ -118,4 +121,13 @@ func FuzzOpenURL(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestOpenNeverLeaksAPasswordWithoutScheme(t *testing.T) {
+	for _, raw := range []string{"/://u:Zq7Xw0@h", "#://u:Zq7Xw0@h", "//@://user:Zq7Xw0@0/0?0"} {
+		_, err := Open(context.Background(), raw)
+		if err == nil || strings.Contains(err.Error(), "Zq7Xw0") {
+			t.Errorf("Open(%q) = %v", raw, err)
+		}
+	}
 }
