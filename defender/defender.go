@@ -533,13 +533,14 @@ func (a *Attempt) Succeeded(ctx context.Context) Decision {
 		d.metrics.Attempt("success")
 	}
 	if a.store != nil && a.res.Blocked < 0 && len(a.res.Counts) == a.n {
-		// A counter that only holds this attempt's reservation is
-		// refunded (back to 0, key and TTL kept: the next attempt needs
-		// no insert); one holding earlier failures is deleted when it is
-		// reset; the IP counter is only refunded when ResetIPOnSuccess is
-		// off.
+		// A counter that is reset is deleted; the IP counter is only
+		// refunded when ResetIPOnSuccess is off. On an in-process store a
+		// counter that only holds this attempt's reservation is refunded
+		// instead (back to 0, key and TTL kept: the next attempt needs no
+		// insert, so no allocation); on a network store a plain DEL is the
+		// cheaper command.
 		var del []string
-		refundAll := true
+		refundAll := d.immediate
 		for i := 0; i < a.n; i++ {
 			reset := a.ids[i].kind != KindIP || d.cfg.ResetIPOnSuccess
 			if reset && a.res.Counts[i] > 1 {
@@ -551,7 +552,7 @@ func (a *Attempt) Succeeded(ctx context.Context) Decision {
 			refund = nil
 			for i := 0; i < a.n; i++ {
 				reset := a.ids[i].kind != KindIP || d.cfg.ResetIPOnSuccess
-				if reset && a.res.Counts[i] > 1 {
+				if reset && (a.res.Counts[i] > 1 || !d.immediate) {
 					del = append(del, a.keys[i])
 				} else {
 					refund = append(refund, a.keys[i])

@@ -292,3 +292,19 @@ func (s *slowBlock) SetBlock(ctx context.Context, key string, v []byte, ttl time
 	}
 	return s.Backend.SetBlock(ctx, key, v, ttl)
 }
+
+// TestSuccessOnNetworkStoreDeletes: on a store that is not in-process a
+// success deletes the reset counters (one plain DEL) rather than refunding.
+func TestSuccessOnNetworkStoreDeletes(t *testing.T) {
+	d, f, _, _ := newFlaky(t, FailClosed)
+	d.Attempt(ctx, login("192.0.2.1", "u")).Succeeded(ctx)
+	es, _ := f.Backend.Get(ctx, []string{
+		(&identity{kind: KindIP, ip: "192.0.2.1"}).key("defender", slotCounter),
+		(&identity{kind: KindUsername, username: "u"}).key("defender", slotCounter),
+	})
+	for _, e := range es {
+		if e.Found {
+			t.Fatalf("%s left after a success: %+v", e.Key, e)
+		}
+	}
+}
