@@ -48,15 +48,14 @@
 // loses re-reads and retries; no increment is lost or doubled, and 1000
 // concurrent first increments of one absent key end at exactly 1000 (see
 // TestConcurrentFirstIncr, within one Store and across four). Within a
-// process, increments of one key are serialised by a striped lock, so a
-// burst costs a few round trips per increment (a cas from the read made
-// before waiting for the lock fails, then one gets+cas) instead of a retry
-// storm; only
+// process, increments of one key are serialised by a striped lock, and a
+// call that had to wait for the lock reads the key again before writing, so
+// a burst costs one gets+cas per increment instead of a retry storm; only
 // other processes make the loop retry, after a jittered back-off, giving up
 // (having written nothing) with ErrUnavailable after 64 lost races or when
 // the context ends. A hot key (one username attacked from many addresses)
-// is thus limited to about one increment per three round trips per
-// process, and only until its block is set: from then on Reserve sees the block and
+// is thus limited to about one increment per two round trips per process,
+// and only until its block is set: from then on Reserve sees the block and
 // writes nothing.
 //
 // Delete does not remove a key but replaces it with a tombstone (flags

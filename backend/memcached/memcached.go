@@ -627,21 +627,30 @@ func stripeOf(key string) int {
 // false).
 //
 // Increments of one key are serialised within the process (a striped
-// lock), so the loop only retries against other processes, after a
-// jittered back-off.
+// lock; a caller that had to wait for it reads again first), so the loop
+// only retries against other processes, after a jittered back-off.
 func (s *Store) incrOne(ctx context.Context, key string, it *memcache.Item, readAt time.Time, delta int64, ttl time.Duration, create bool) (n int64, wrote, retried bool, err error) {
 	lock := s.locks[stripeOf(key)]
+	// Having waited for the lock, the read is most likely stale (another
+	// goroutine incremented the key meanwhile): read again rather than
+	// send a cas bound to fail.
+	stale := false
 	select {
 	case lock <- struct{}{}:
-	case <-ctx.Done():
-		return 0, false, false, unavailable(ctx, "incr", ctx.Err())
+	default:
+		select {
+		case lock <- struct{}{}:
+			stale = true
+		case <-ctx.Done():
+			return 0, false, false, unavailable(ctx, "incr", ctx.Err())
+		}
 	}
 	defer func() { <-lock }()
 	pk := s.key(key)
 	secs := ttlSeconds(ttl)
 	for attempt := 0; ; attempt++ {
 		now := time.Now()
-		if now.Sub(readAt) < tombstoneGuard {
+		if !stale && now.Sub(readAt) < tombstoneGuard {
 			nowMs := now.UnixMilli()
 			exp, expiration := expiry(now, secs)
 			var cur int64
@@ -698,7 +707,7 @@ func (s *Store) incrOne(ctx context.Context, key string, it *memcache.Item, read
 		if err := ctx.Err(); err != nil {
 			return 0, false, retried, unavailable(ctx, "incr", err)
 		}
-		retried = true
+		retried, stale = true, false
 		readAt = time.Now()
 		it, err = s.c.Get(pk)
 		if errors.Is(err, memcache.ErrCacheMiss) {
