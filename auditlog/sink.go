@@ -7,9 +7,9 @@ import (
 	"io"
 	"net/url"
 	"sort"
-	"strings"
-	"sync"
 	"time"
+
+	"github.com/go-defender/defender/internal/urlreg"
 )
 
 // Sentinel errors. Errors returned by this package and its sinks wrap one of
@@ -105,121 +105,41 @@ func newer(a, b Record) bool {
 // put the URL's password in any error (use Errorf or Redact).
 type Opener func(ctx context.Context, u *url.URL) (Sink, error)
 
-var (
-	registryMu sync.RWMutex
-	registry   = map[string]Opener{}
-)
+var registry = urlreg.New[Sink]("auditlog", ErrInvalidURL)
 
 // Register makes a sink available under scheme to Open. Sink packages call
 // it from an init function, so importing one (for its side effect if need
 // be) is enough. Register panics if scheme is registered twice or open is
 // nil.
-func Register(scheme string, open Opener) {
-	registryMu.Lock()
-	defer registryMu.Unlock()
-	scheme = strings.ToLower(scheme)
-	if open == nil {
-		panic("auditlog: Register opener is nil for " + scheme)
-	}
-	if _, dup := registry[scheme]; dup {
-		panic("auditlog: Register called twice for " + scheme)
-	}
-	registry[scheme] = open
-}
+func Register(scheme string, open Opener) { registry.Register(scheme, open) }
 
 // Schemes returns the registered schemes, sorted.
-func Schemes() []string {
-	registryMu.RLock()
-	defer registryMu.RUnlock()
-	out := make([]string, 0, len(registry))
-	for s := range registry {
-		out = append(out, s)
-	}
-	sort.Strings(out)
-	return out
-}
+func Schemes() []string { return registry.Schemes() }
 
 // Open opens the sink that rawURL names, for example
 // "file:///var/log/defender/attempts.jsonl" or
 // "mongodb://localhost:27017/defender?collection=access_attempts". An unknown
 // scheme is an ErrInvalidURL error listing the known ones. Errors never
 // contain the URL's password.
-func Open(ctx context.Context, rawURL string) (Sink, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		reason := err.Error()
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			reason = ue.Err.Error()
-		}
-		return nil, fmt.Errorf("%w %q: %s", ErrInvalidURL, Redact(rawURL), reason)
-	}
-	scheme := strings.ToLower(u.Scheme)
-	registryMu.RLock()
-	open, ok := registry[scheme]
-	registryMu.RUnlock()
-	if !ok {
-		if scheme == "" {
-			return nil, fmt.Errorf("%w %q: no scheme (known: %s)", ErrInvalidURL, Redact(rawURL), strings.Join(Schemes(), ", "))
-		}
-		return nil, fmt.Errorf("%w %q: unknown scheme %q (known: %s)", ErrInvalidURL, Redact(rawURL), scheme, strings.Join(Schemes(), ", "))
-	}
-	return open(ctx, u)
-}
+func Open(ctx context.Context, rawURL string) (Sink, error) { return registry.Open(ctx, rawURL) }
 
 // Redact returns rawURL with any password replaced by "xxxxx". A string that
-// does not parse as a URL is reduced to its scheme.
-func Redact(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		if i := strings.Index(rawURL, "://"); i > 0 {
-			return rawURL[:i] + "://(unparsable)"
-		}
-		return "(unparsable)"
-	}
-	return u.Redacted()
-}
+// does not parse as a URL, or whose password the parser may have missed, is
+// reduced to its scheme.
+func Redact(rawURL string) string { return urlreg.Redact(rawURL) }
 
 // Errorf returns an ErrInvalidURL error about u (redacted) with the reason
 // given by format and args.
 func Errorf(u *url.URL, format string, args ...any) error {
-	return fmt.Errorf("%w %q: %s", ErrInvalidURL, u.Redacted(), fmt.Sprintf(format, args...))
+	return urlreg.Errorf(ErrInvalidURL, u, format, args...)
 }
 
 // Params helps an Opener consume query parameters: each Get removes the
 // name, and Done reports any left over as an ErrInvalidURL error.
-type Params struct {
-	u    *url.URL
-	vals url.Values
-}
+type Params = urlreg.Params
 
 // NewParams returns the query parameters of u.
-func NewParams(u *url.URL) *Params { return &Params{u: u, vals: u.Query()} }
-
-// Get returns the last value of name and whether it was present, and marks
-// name as consumed.
-func (p *Params) Get(name string) (string, bool) {
-	v, ok := p.vals[name]
-	delete(p.vals, name)
-	if !ok || len(v) == 0 {
-		return "", false
-	}
-	return v[len(v)-1], true
-}
-
-// Done returns an ErrInvalidURL error naming the parameters nobody consumed,
-// or nil.
-func (p *Params) Done() error {
-	if len(p.vals) == 0 {
-		return nil
-	}
-	names := make([]string, 0, len(p.vals))
-	for n := range p.vals {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return Errorf(p.u, "unknown query parameter(s) %s", strings.Join(names, ", "))
-}
+func NewParams(u *url.URL) *Params { return urlreg.NewParams(u, ErrInvalidURL) }
 
 // Cleanup deletes the records of sink older than olderThan (relative to
 // now) and prints one line saying how many to out (which may be nil). It is
