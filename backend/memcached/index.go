@@ -453,7 +453,7 @@ func (s *Store) flush(ctx context.Context) error {
 // Keys written by other processes are listed once their index update is
 // written: at once for blocks, within the indexer's batch delay for
 // counters.
-func (s *Store) Scan(ctx context.Context, prefix, cursor string, limit int) ([]backend.Entry, string, error) {
+func (s *Store) doScan(ctx context.Context, prefix, cursor string, limit int) ([]backend.Entry, string, error) {
 	if err := s.check(ctx); err != nil {
 		return nil, "", err
 	}

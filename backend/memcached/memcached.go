@@ -460,7 +460,7 @@ func (s *Store) toEntry(key string, it *memcache.Item, nowMs int64) (backend.Ent
 
 // Get implements backend.Backend: one multi-key "gets" (one round trip per
 // server, the servers in parallel).
-func (s *Store) Get(ctx context.Context, keys []string) ([]backend.Entry, error) {
+func (s *Store) doGet(ctx context.Context, keys []string) ([]backend.Entry, error) {
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
@@ -491,7 +491,7 @@ func (s *Store) Get(ctx context.Context, keys []string) ([]backend.Entry, error)
 // SetBlock implements backend.Backend in two round trips: the value is
 // written ("set"), then the key is recorded in its block index shard
 // ("append").
-func (s *Store) SetBlock(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+func (s *Store) doSetBlock(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	if err := s.check(ctx); err != nil {
 		return err
 	}
@@ -525,7 +525,7 @@ func (s *Store) setBlock(ctx context.Context, key string, value []byte, ttl time
 // and disappears after a few seconds: a reservation that read the key before
 // the delete then cannot recreate it with "add" (see Reserve). Index entries
 // of deleted keys are dropped lazily.
-func (s *Store) Delete(ctx context.Context, keys ...string) error {
+func (s *Store) doDelete(ctx context.Context, keys ...string) error {
 	if err := s.check(ctx); err != nil {
 		return err
 	}
@@ -575,7 +575,7 @@ func parallel(n int, f func(i int) error) error {
 // Incr implements backend.Backend: one multi-key "gets" for all keys, then
 // per key (in parallel) one "cas" ("add" for an absent key) that writes the
 // new count and its expiry together. A lost race re-reads and retries.
-func (s *Store) Incr(ctx context.Context, keys []string, delta int64, ttl time.Duration) ([]int64, error) {
+func (s *Store) doIncr(ctx context.Context, keys []string, delta int64, ttl time.Duration) ([]int64, error) {
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
@@ -768,7 +768,7 @@ func indexPlan(ix, exp, secs int64) (int64, bool) {
 // write, the attempt counted on top of the blocking one; in between, the
 // write fails and is retried (followed by a third block read). When a block
 // is seen after counting, the counters are refunded.
-func (s *Store) Reserve(ctx context.Context, r *backend.Reservation) error {
+func (s *Store) doReserve(ctx context.Context, r *backend.Reservation) error {
 	r.Blocked = -1
 	r.Block = backend.Entry{}
 	r.Counts = r.Counts[:0]
@@ -895,7 +895,7 @@ func (s *Store) refund(ctx context.Context, key string, ttl time.Duration) error
 // of the lockout count, the block's "set", then, in parallel, its index
 // shard's "append" and the failure counter's deletion (after the block is
 // set, as the ordering rule of backend.Reserve requires).
-func (s *Store) Block(ctx context.Context, req backend.BlockRequest) (backend.BlockResult, error) {
+func (s *Store) doBlock(ctx context.Context, req backend.BlockRequest) (backend.BlockResult, error) {
 	if len(req.Durations) == 0 {
 		return backend.BlockResult{}, fmt.Errorf("memcached: %w: BlockRequest.Durations is empty", backend.ErrInvalid)
 	}

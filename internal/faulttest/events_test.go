@@ -11,9 +11,6 @@ import (
 	"github.com/go-defender/defender/defender"
 )
 
-// knownBugsEnv enables the tests of bugs reported to the lead and not yet
-// fixed in the engine (they fail until then).
-const knownBugsEnv = "FAULTTEST_KNOWN_BUGS"
 
 // TestStoreEventsOnePairPerOutage: one outage of the store under
 // concurrent logins must fire store_failed once and store_recovered once
