@@ -11,7 +11,6 @@ import (
 	"github.com/go-defender/defender/defender"
 )
 
-
 // TestStoreEventsOnePairPerOutage: one outage of the store under
 // concurrent logins must fire store_failed once and store_recovered once
 // (behaviour.md section 10: hooks fire on real transitions only).
