@@ -25,6 +25,8 @@
 // Servers (redis-server, memcached) are started on free loopback ports by
 // internal/testserver the first time a benchmark needs them and stopped when
 // the test binary exits, so `make test` (which runs no benchmark) starts
-// none. The ratios against the targets are computed from the raw output by
-// `go run ./bench/loadtest report` (see docs/benchmarks.md).
+// none. BenchmarkPaired interleaves each operation with its store's floor in
+// one loop: the latency ratios of the targets are judged on it. The ratios
+// are computed from the raw output by `go run . report` in bench/loadtest
+// (see docs/benchmarks.md).
 package bench
