@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -216,7 +217,27 @@ func StartRedisCluster(t testing.TB, masters, replicasPerMaster int) *RedisClust
 	args := []string{"--cluster", "create"}
 	args = append(args, rc.Addrs()...)
 	args = append(args, "--cluster-replicas", strconv.Itoa(replicasPerMaster), "--cluster-yes")
-	out, err := exec.Command(cli, args...).CombinedOutput()
+	// redis-cli --cluster create has no timeout of its own and was seen to
+	// hang on a heavily loaded machine: bound it, and on failure reset the
+	// nodes and try once more.
+	var out []byte
+	var err error
+	for try := 0; try < 2; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		out, err = exec.CommandContext(ctx, cli, args...).CombinedOutput()
+		cancel()
+		if err == nil {
+			break
+		}
+		for _, a := range rc.Addrs() {
+			host, port, _ := net.SplitHostPort(a)
+			for _, cmd := range [][]string{{"FLUSHALL"}, {"CLUSTER", "RESET", "HARD"}} {
+				rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
+				_ = exec.CommandContext(rctx, cli, append([]string{"-h", host, "-p", port}, cmd...)...).Run()
+				rcancel()
+			}
+		}
+	}
 	if err != nil {
 		t.Fatalf("testserver: redis-cli --cluster create: %v\n%s", err, out)
 	}
