@@ -36,9 +36,13 @@ cover: deps
 run:
 	$(GO) run ./cmd/defender demo
 
-## bench: go test -bench over every backend, with the floors, and the result tables
+## bench: every backend with the floors, the peers, benchstat, bench.md and charts (~10 min)
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./bench/ | tee bench/results/bench.txt
+	set -o pipefail; $(GO) test -run '^$$' -bench . -benchmem -count 6 -benchtime 300ms -timeout 60m ./bench/ | tee bench/results/bench.txt
+	set -o pipefail; cd bench/peers && $(GO) test -run '^$$' -bench . -benchmem -count 6 -benchtime 300ms -timeout 30m | tee ../results/peers.txt
+	cd bench/loadtest && $(GO) tool benchstat ../results/bench.txt > ../results/benchstat.txt && $(GO) tool benchstat ../results/peers.txt > ../results/benchstat-peers.txt
+	cd bench/loadtest && $(GO) run . report
 
+## loadtest: the demo under load: 3 scenarios, every backend, no-defender and SQLite baselines (~11 min)
 loadtest: deps
-	$(GO) run ./cmd/defender bench
+	cd bench/loadtest && $(GO) run . run
