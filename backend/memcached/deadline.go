@@ -26,9 +26,9 @@ func (s *Store) bounded(ctx context.Context, op string, f func() error) error {
 		return err
 	}
 	done := make(chan error, 1)
-	s.wg.Add(1)
+	s.calls.Add(1)
 	go func() {
-		defer s.wg.Done()
+		defer s.calls.Done()
 		done <- f()
 	}()
 	select {

@@ -135,6 +135,7 @@ type Store struct {
 	closeOnce sync.Once
 	stop      chan struct{}
 	wg        sync.WaitGroup
+	calls     sync.WaitGroup // calls still running after their context ended (deadline.go)
 	locks     [stripes]chan struct{}
 	ixq       chan ixReq
 	// grown counts the bytes this process appended to each index shard
@@ -253,6 +254,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
 		close(s.stop)
+		s.calls.Wait()
 		s.wg.Wait()
 		if s.ownClient {
 			_ = s.c.Close()

@@ -544,6 +544,7 @@ func TestCrossProcessContention(t *testing.T) {
 	if _, err := s.Incr(cctx, []string{"k"}, 1, time.Minute); !errors.Is(err, context.Canceled) || !errors.Is(err, backend.ErrUnavailable) {
 		t.Fatalf("Incr with cancel during contention: %v", err)
 	}
+	s.calls.Wait() // the abandoned loop ends at its next context check
 	// Endless contention gives up after maxCASAttempts.
 	testHookBeforeWrite = func(st *Store, key string) {
 		if st != s {
