@@ -17,25 +17,35 @@ import (
 // against MaxInFlight; Close waits for it. Like a lost reply, an abandoned
 // write may or may not have happened: it is never retried.
 
-// bounded runs f under ctx's deadline (directly when ctx has none).
-func (s *Store) bounded(ctx context.Context, op string, f func() error) error {
+// result carries what an abandoned or finished call produced.
+type result[T any] struct {
+	v   T
+	err error
+}
+
+// bounded runs f under ctx's deadline (directly when ctx has none). Its
+// results travel on a channel, so that a call abandoned at the deadline
+// never writes anything the caller can still see.
+func bounded[T any](s *Store, ctx context.Context, op string, f func() (T, error)) (T, error) {
 	if _, ok := ctx.Deadline(); !ok && ctx.Done() == nil {
 		return f()
 	}
+	var zero T
 	if err := s.check(ctx); err != nil {
-		return err
+		return zero, err
 	}
-	done := make(chan error, 1)
+	done := make(chan result[T], 1)
 	s.calls.Add(1)
 	go func() {
 		defer s.calls.Done()
-		done <- f()
+		v, err := f()
+		done <- result[T]{v, err}
 	}()
 	select {
-	case err := <-done:
-		return err
+	case r := <-done:
+		return r.v, r.err
 	case <-ctx.Done():
-		return unavailable(ctx, op, ctx.Err())
+		return zero, unavailable(ctx, op, ctx.Err())
 	}
 }
 
@@ -44,43 +54,40 @@ func cloneStrings(in []string) []string { return append([]string(nil), in...) }
 // Get implements backend.Backend: one round trip for any number of keys.
 func (s *Store) Get(ctx context.Context, keys []string) ([]backend.Entry, error) {
 	keys = cloneStrings(keys)
-	var out []backend.Entry
-	err := s.bounded(ctx, "get", func() (err error) { out, err = s.doGet(ctx, keys); return })
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	return bounded(s, ctx, "get", func() ([]backend.Entry, error) { return s.doGet(ctx, keys) })
 }
 
 // SetBlock implements backend.Backend: the block and its index entry, in
 // parallel.
 func (s *Store) SetBlock(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	value = append([]byte(nil), value...)
-	return s.bounded(ctx, "set block", func() error { return s.doSetBlock(ctx, key, value, ttl) })
+	_, err := bounded(s, ctx, "set block", func() (struct{}, error) { return struct{}{}, s.doSetBlock(ctx, key, value, ttl) })
+	return err
 }
 
 // Delete implements backend.Backend.
 func (s *Store) Delete(ctx context.Context, keys ...string) error {
 	keys = cloneStrings(keys)
-	return s.bounded(ctx, "delete", func() error { return s.doDelete(ctx, keys...) })
+	_, err := bounded(s, ctx, "delete", func() (struct{}, error) { return struct{}{}, s.doDelete(ctx, keys...) })
+	return err
 }
 
 // Incr implements backend.Backend with compare-and-swap (see the package
 // documentation).
 func (s *Store) Incr(ctx context.Context, keys []string, delta int64, ttl time.Duration) ([]int64, error) {
 	keys = cloneStrings(keys)
-	var out []int64
-	err := s.bounded(ctx, "incr", func() (err error) { out, err = s.doIncr(ctx, keys, delta, ttl); return })
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	return bounded(s, ctx, "incr", func() ([]int64, error) { return s.doIncr(ctx, keys, delta, ttl) })
 }
 
 // Reserve implements backend.Reserver (see the package documentation).
 func (s *Store) Reserve(ctx context.Context, r *backend.Reservation) error {
-	rr := backend.Reservation{Blocks: cloneStrings(r.Blocks), Counters: cloneStrings(r.Counters), TTL: r.TTL}
-	if err := s.bounded(ctx, "reserve", func() error { return s.doReserve(ctx, &rr) }); err != nil {
+	in := backend.Reservation{Blocks: cloneStrings(r.Blocks), Counters: cloneStrings(r.Counters), TTL: r.TTL}
+	rr, err := bounded(s, ctx, "reserve", func() (backend.Reservation, error) {
+		rr := in
+		err := s.doReserve(ctx, &rr)
+		return rr, err
+	})
+	if err != nil {
 		return err
 	}
 	r.Blocked, r.Block = rr.Blocked, rr.Block
@@ -92,19 +99,24 @@ func (s *Store) Reserve(ctx context.Context, r *backend.Reservation) error {
 func (s *Store) Block(ctx context.Context, req backend.BlockRequest) (backend.BlockResult, error) {
 	req.Value = append([]byte(nil), req.Value...)
 	req.Durations = append([]time.Duration(nil), req.Durations...)
-	var res backend.BlockResult
-	err := s.bounded(ctx, "block", func() (err error) { res, err = s.doBlock(ctx, req); return })
-	return res, err
+	return bounded(s, ctx, "block", func() (backend.BlockResult, error) { return s.doBlock(ctx, req) })
+}
+
+// scanPage is one page of Scan.
+type scanPage struct {
+	entries []backend.Entry
+	next    string
 }
 
 // Scan implements backend.Backend through the index (see the package
 // documentation).
 func (s *Store) Scan(ctx context.Context, prefix, cursor string, limit int) ([]backend.Entry, string, error) {
-	var out []backend.Entry
-	var next string
-	err := s.bounded(ctx, "scan", func() (err error) { out, next, err = s.doScan(ctx, prefix, cursor, limit); return })
+	p, err := bounded(s, ctx, "scan", func() (scanPage, error) {
+		e, n, err := s.doScan(ctx, prefix, cursor, limit)
+		return scanPage{e, n}, err
+	})
 	if err != nil {
 		return nil, "", err
 	}
-	return out, next, nil
+	return p.entries, p.next, nil
 }
