@@ -194,6 +194,33 @@ type BlockRequest struct {
 	Durations []time.Duration
 }
 
+// Validate returns an ErrInvalid error when req breaks the contract: an
+// empty Durations list, a negative Window or duration, an invalid key
+// (CounterKey may be empty). Blocker implementations call it first.
+func (req *BlockRequest) Validate() error {
+	if len(req.Durations) == 0 {
+		return fmt.Errorf("%w: BlockRequest.Durations is empty", ErrInvalid)
+	}
+	if err := CheckTTL(req.Window); err != nil {
+		return err
+	}
+	for _, d := range req.Durations {
+		if err := CheckTTL(d); err != nil {
+			return err
+		}
+	}
+	if err := CheckKey(req.BlockKey); err != nil {
+		return err
+	}
+	if err := CheckKey(req.LockoutsKey); err != nil {
+		return err
+	}
+	if req.CounterKey != "" {
+		return CheckKey(req.CounterKey)
+	}
+	return nil
+}
+
 // BlockResult is what Block did.
 type BlockResult struct {
 	// Lockouts is the identity's lockout count, this one included.
@@ -215,8 +242,8 @@ type Blocker interface {
 // the block is set before the counter goes (see the ordering rule of
 // Reserve). A Blocker may do it atomically.
 func Block(ctx context.Context, b Backend, req BlockRequest) (BlockResult, error) {
-	if len(req.Durations) == 0 {
-		return BlockResult{}, fmt.Errorf("%w: BlockRequest.Durations is empty", ErrInvalid)
+	if err := req.Validate(); err != nil {
+		return BlockResult{}, err
 	}
 	if bl, ok := b.(Blocker); ok {
 		return bl.Block(ctx, req)

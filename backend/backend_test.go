@@ -164,3 +164,27 @@ func TestSchemes(t *testing.T) {
 		t.Fatal(backend.Schemes())
 	}
 }
+
+func TestBlockRequestValidate(t *testing.T) {
+	ok := backend.BlockRequest{BlockKey: "b", LockoutsKey: "n", Durations: []time.Duration{time.Minute}}
+	if err := ok.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, mut := range map[string]func(*backend.BlockRequest){
+		"no durations":      func(r *backend.BlockRequest) { r.Durations = nil },
+		"negative window":   func(r *backend.BlockRequest) { r.Window = -1 },
+		"negative duration": func(r *backend.BlockRequest) { r.Durations = []time.Duration{time.Minute, -1} },
+		"bad block key":     func(r *backend.BlockRequest) { r.BlockKey = "a b" },
+		"empty lockouts":    func(r *backend.BlockRequest) { r.LockoutsKey = "" },
+		"bad counter key":   func(r *backend.BlockRequest) { r.CounterKey = "x\n" },
+	} {
+		r := ok
+		mut(&r)
+		if err := r.Validate(); !errors.Is(err, backend.ErrInvalid) {
+			t.Errorf("%s: %v", name, err)
+		}
+		if _, err := backend.Block(ctx, newMap(), r); !errors.Is(err, backend.ErrInvalid) {
+			t.Errorf("Block with %s: %v", name, err)
+		}
+	}
+}

@@ -508,28 +508,13 @@ func findBlock(b *bbolt.Bucket, blocks []string, now int64) (int, backend.Entry,
 // Block implements backend.Blocker: the lockout count, the block and the
 // counter's deletion are one batched write transaction.
 func (s *Store) Block(ctx context.Context, req backend.BlockRequest) (backend.BlockResult, error) {
-	if len(req.Durations) == 0 {
-		return backend.BlockResult{}, fmt.Errorf("%w: BlockRequest.Durations is empty", backend.ErrInvalid)
+	if err := req.Validate(); err != nil {
+		return backend.BlockResult{}, err
 	}
 	if err := s.begin(ctx); err != nil {
 		return backend.BlockResult{}, err
 	}
 	defer s.end()
-	if err := backend.CheckTTL(req.Window); err != nil {
-		return backend.BlockResult{}, err
-	}
-	for _, d := range req.Durations {
-		if err := backend.CheckTTL(d); err != nil {
-			return backend.BlockResult{}, err
-		}
-	}
-	keys := []string{req.BlockKey, req.LockoutsKey}
-	if req.CounterKey != "" {
-		keys = append(keys, req.CounterKey)
-	}
-	if err := checkKeys(keys); err != nil {
-		return backend.BlockResult{}, err
-	}
 	// The write may outlive a cancelled caller.
 	req.Value, req.Durations = bytes.Clone(req.Value), slices.Clone(req.Durations)
 	var res backend.BlockResult

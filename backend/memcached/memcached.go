@@ -898,26 +898,11 @@ func (s *Store) refund(ctx context.Context, key string, ttl time.Duration) error
 // shard's "append" and the failure counter's deletion (after the block is
 // set, as the ordering rule of backend.Reserve requires).
 func (s *Store) doBlock(ctx context.Context, req backend.BlockRequest) (backend.BlockResult, error) {
-	if len(req.Durations) == 0 {
-		return backend.BlockResult{}, fmt.Errorf("memcached: %w: BlockRequest.Durations is empty", backend.ErrInvalid)
+	if err := req.Validate(); err != nil {
+		return backend.BlockResult{}, fmt.Errorf("memcached: %w", err)
 	}
 	if err := s.check(ctx); err != nil {
 		return backend.BlockResult{}, err
-	}
-	keys := []string{req.BlockKey, req.LockoutsKey}
-	if req.CounterKey != "" {
-		keys = append(keys, req.CounterKey)
-	}
-	if err := checkKeys(keys); err != nil {
-		return backend.BlockResult{}, err
-	}
-	if err := backend.CheckTTL(req.Window); err != nil {
-		return backend.BlockResult{}, fmt.Errorf("memcached: %w", err)
-	}
-	for _, d := range req.Durations {
-		if err := backend.CheckTTL(d); err != nil {
-			return backend.BlockResult{}, fmt.Errorf("memcached: %w", err)
-		}
 	}
 	if err := s.acquire(ctx); err != nil {
 		return backend.BlockResult{}, err

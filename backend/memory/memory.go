@@ -769,26 +769,10 @@ func (s *Store) refund(counters []string, ttl time.Duration, now int64) {
 // Block implements backend.Blocker with the semantics of backend.Block. The
 // lockout counter it increments is pinned: like blocks, it is never evicted.
 func (s *Store) Block(ctx context.Context, req backend.BlockRequest) (backend.BlockResult, error) {
-	if len(req.Durations) == 0 {
-		return backend.BlockResult{}, fmt.Errorf("%w: BlockRequest.Durations is empty", backend.ErrInvalid)
+	if err := req.Validate(); err != nil {
+		return backend.BlockResult{}, err
 	}
 	if err := s.check(ctx); err != nil {
-		return backend.BlockResult{}, err
-	}
-	if err := backend.CheckTTL(req.Window); err != nil {
-		return backend.BlockResult{}, err
-	}
-	for _, d := range req.Durations {
-		if err := backend.CheckTTL(d); err != nil {
-			return backend.BlockResult{}, err
-		}
-	}
-	keys := [3]string{req.BlockKey, req.LockoutsKey, req.CounterKey}
-	n := 3
-	if req.CounterKey == "" {
-		n = 2
-	}
-	if err := checkKeys(keys[:n]); err != nil {
 		return backend.BlockResult{}, err
 	}
 	now := s.now()

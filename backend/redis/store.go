@@ -453,8 +453,8 @@ func (s *Store) refund(ctx context.Context, prefixed []string) error {
 // (the engine's keys share their identity's hash tag); otherwise Block falls
 // back to Incr, SetBlock and Delete (three round trips).
 func (s *Store) Block(ctx context.Context, req backend.BlockRequest) (backend.BlockResult, error) {
-	if len(req.Durations) == 0 {
-		return backend.BlockResult{}, fmt.Errorf("%w: BlockRequest.Durations is empty", backend.ErrInvalid)
+	if err := req.Validate(); err != nil {
+		return backend.BlockResult{}, err
 	}
 	if err := s.check(ctx); err != nil {
 		return backend.BlockResult{}, err
@@ -462,17 +462,6 @@ func (s *Store) Block(ctx context.Context, req backend.BlockRequest) (backend.Bl
 	keys := []string{req.LockoutsKey, req.BlockKey}
 	if req.CounterKey != "" {
 		keys = append(keys, req.CounterKey)
-	}
-	if err := checkKeys(keys); err != nil {
-		return backend.BlockResult{}, err
-	}
-	if err := backend.CheckTTL(req.Window); err != nil {
-		return backend.BlockResult{}, err
-	}
-	for _, d := range req.Durations {
-		if err := backend.CheckTTL(d); err != nil {
-			return backend.BlockResult{}, err
-		}
 	}
 	gs := s.groups(keys)
 	if len(gs) > 1 {
