@@ -118,6 +118,18 @@ type Reservation struct {
 	Counts []int64
 }
 
+// Validate returns an ErrInvalid error when r breaks the contract: a
+// negative TTL or an invalid key. Reserver implementations call it first.
+func (r *Reservation) Validate() error {
+	if err := CheckTTL(r.TTL); err != nil {
+		return err
+	}
+	if err := CheckKeys(r.Blocks); err != nil {
+		return err
+	}
+	return CheckKeys(r.Counters)
+}
+
 // Reserver is an optional interface for backends that can check blocks and
 // count an attempt in one round trip. Reserve has the semantics of the
 // package function Reserve, including its ordering rule.
@@ -209,10 +221,7 @@ func (req *BlockRequest) Validate() error {
 			return err
 		}
 	}
-	if err := CheckKey(req.BlockKey); err != nil {
-		return err
-	}
-	if err := CheckKey(req.LockoutsKey); err != nil {
+	if err := CheckKeys([]string{req.BlockKey, req.LockoutsKey}); err != nil {
 		return err
 	}
 	if req.CounterKey != "" {

@@ -188,3 +188,21 @@ func TestBlockRequestValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestReservationValidate(t *testing.T) {
+	ok := backend.Reservation{Blocks: []string{"b"}, Counters: []string{"c"}, TTL: time.Minute}
+	if err := ok.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, mut := range map[string]func(*backend.Reservation){
+		"negative ttl": func(r *backend.Reservation) { r.TTL = -1 },
+		"bad block":    func(r *backend.Reservation) { r.Blocks = []string{""} },
+		"bad counter":  func(r *backend.Reservation) { r.Counters = []string{"a b"} },
+	} {
+		r := ok
+		mut(&r)
+		if err := r.Validate(); !errors.Is(err, backend.ErrInvalid) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

@@ -131,3 +131,54 @@ func TestOpenNeverLeaksAPasswordWithoutScheme(t *testing.T) {
 		}
 	}
 }
+
+// slowValid is the byte-at-a-time key rule that validKey speeds up.
+func slowValid(k string) bool {
+	if len(k) == 0 || len(k) > MaxKeyLen {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; c <= 0x20 || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func TestValidKeyAgreesWithTheRule(t *testing.T) {
+	bases := []string{"a", "abcdefg", "abcdefgh", "abcdefghijklmnopq", strings.Repeat("~", MaxKeyLen)}
+	for _, base := range bases {
+		for pos := range len(base) {
+			for c := 0; c < 256; c++ {
+				k := []byte(base)
+				k[pos] = byte(c)
+				if got, want := validKey(string(k)), slowValid(string(k)); got != want {
+					t.Fatalf("validKey(%q) = %v, want %v", k, got, want)
+				}
+			}
+		}
+	}
+	for _, k := range []string{"", strings.Repeat("a", MaxKeyLen+1)} {
+		if validKey(k) || CheckKey(k) == nil {
+			t.Fatalf("key of length %d accepted", len(k))
+		}
+	}
+	if err := CheckKeys([]string{"ok", "not ok"}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "0x20") {
+		t.Fatalf("CheckKeys: %v", err)
+	}
+}
+
+// FuzzValidKey checks the word-at-a-time key check against the rule.
+func FuzzValidKey(f *testing.F) {
+	for _, s := range []string{"", "a", "defender:f:ip:203.0.113.7", "a b", "\x7f", "\x80abcdefgh", strings.Repeat("~", 201)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, k string) {
+		if got, want := validKey(k), slowValid(k); got != want {
+			t.Fatalf("validKey(%q) = %v, want %v", k, got, want)
+		}
+		if (CheckKey(k) == nil) != slowValid(k) {
+			t.Fatalf("CheckKey(%q) disagrees with the rule", k)
+		}
+	})
+}

@@ -269,15 +269,6 @@ func (s *Store) update(ctx context.Context, fn func(b *bbolt.Bucket) error) erro
 	}
 }
 
-func checkKeys(keys []string) error {
-	for _, k := range keys {
-		if err := backend.CheckKey(k); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // incr adds delta to the counter key in b and returns the new value.
 func incr(b *bbolt.Bucket, key string, delta int64, exp, now int64) (int64, error) {
 	k := []byte(key)
@@ -321,7 +312,7 @@ func (s *Store) Incr(ctx context.Context, keys []string, delta int64, ttl time.D
 	if err := backend.CheckTTL(ttl); err != nil {
 		return nil, err
 	}
-	if err := checkKeys(keys); err != nil {
+	if err := backend.CheckKeys(keys); err != nil {
 		return nil, err
 	}
 	keys = slices.Clone(keys) // the write may outlive a cancelled caller
@@ -369,7 +360,7 @@ func (s *Store) Get(ctx context.Context, keys []string) ([]backend.Entry, error)
 		return nil, err
 	}
 	defer s.end()
-	if err := checkKeys(keys); err != nil {
+	if err := backend.CheckKeys(keys); err != nil {
 		return nil, err
 	}
 	out := make([]backend.Entry, len(keys))
@@ -400,7 +391,7 @@ func (s *Store) Delete(ctx context.Context, keys ...string) error {
 		return err
 	}
 	defer s.end()
-	if err := checkKeys(keys); err != nil {
+	if err := backend.CheckKeys(keys); err != nil {
 		return err
 	}
 	keys = slices.Clone(keys) // the write may outlive a cancelled caller
@@ -425,13 +416,7 @@ func (s *Store) Reserve(ctx context.Context, r *backend.Reservation) error {
 		return err
 	}
 	defer s.end()
-	if err := backend.CheckTTL(r.TTL); err != nil {
-		return err
-	}
-	if err := checkKeys(r.Blocks); err != nil {
-		return err
-	}
-	if err := checkKeys(r.Counters); err != nil {
+	if err := r.Validate(); err != nil {
 		return err
 	}
 	r.Blocked = -1

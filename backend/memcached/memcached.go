@@ -404,10 +404,8 @@ func (s *Store) acquire(ctx context.Context) error {
 func (s *Store) release() { <-s.slots }
 
 func checkKeys(keys []string) error {
-	for _, k := range keys {
-		if err := backend.CheckKey(k); err != nil {
-			return fmt.Errorf("memcached: %w", err)
-		}
+	if err := backend.CheckKeys(keys); err != nil {
+		return fmt.Errorf("memcached: %w", err)
 	}
 	return nil
 }
@@ -777,13 +775,7 @@ func (s *Store) doReserve(ctx context.Context, r *backend.Reservation) error {
 	if err := s.check(ctx); err != nil {
 		return err
 	}
-	if err := checkKeys(r.Blocks); err != nil {
-		return err
-	}
-	if err := checkKeys(r.Counters); err != nil {
-		return err
-	}
-	if err := backend.CheckTTL(r.TTL); err != nil {
+	if err := r.Validate(); err != nil {
 		return fmt.Errorf("memcached: %w", err)
 	}
 	if len(r.Blocks)+len(r.Counters) == 0 {

@@ -238,42 +238,6 @@ func (s *Store) check(ctx context.Context) error {
 	return nil
 }
 
-func checkKeys(keys []string) error {
-	for _, k := range keys {
-		if !validKey(k) {
-			return backend.CheckKey(k)
-		}
-	}
-	return nil
-}
-
-// validKey reports whether backend.CheckKey(k) would accept k, eight bytes
-// at a time: it is on the hot path of every call.
-func validKey(k string) bool {
-	const lo, hi = 0x0101010101010101, 0x8080808080808080
-	n := len(k)
-	if n == 0 || n > backend.MaxKeyLen {
-		return false
-	}
-	i := 0
-	for ; i+8 <= n; i += 8 {
-		b := k[i : i+8]
-		w := uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
-			uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
-		// Some byte < 0x21, or some byte > 0x7e (exact tests for bytes <
-		// 128; a byte >= 0x80 sets the high bit of the second one).
-		if (w-lo*0x21)&^w&hi != 0 || ((w+lo)|w)&hi != 0 {
-			return false
-		}
-	}
-	for ; i < n; i++ {
-		if c := k[i]; c <= 0x20 || c >= 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
 func expiry(now int64, ttl time.Duration) int64 {
 	if ttl == 0 {
 		return 0
@@ -292,7 +256,7 @@ func (s *Store) Incr(ctx context.Context, keys []string, delta int64, ttl time.D
 	if err := backend.CheckTTL(ttl); err != nil {
 		return nil, err
 	}
-	if err := checkKeys(keys); err != nil {
+	if err := backend.CheckKeys(keys); err != nil {
 		return nil, err
 	}
 	now := s.now()
@@ -605,7 +569,7 @@ func (s *Store) Get(ctx context.Context, keys []string) ([]backend.Entry, error)
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
-	if err := checkKeys(keys); err != nil {
+	if err := backend.CheckKeys(keys); err != nil {
 		return nil, err
 	}
 	now := s.now()
@@ -625,7 +589,7 @@ func (s *Store) Delete(ctx context.Context, keys ...string) error {
 	if err := s.check(ctx); err != nil {
 		return err
 	}
-	if err := checkKeys(keys); err != nil {
+	if err := backend.CheckKeys(keys); err != nil {
 		return err
 	}
 	for _, k := range keys {
@@ -665,13 +629,7 @@ func (s *Store) Reserve(ctx context.Context, r *backend.Reservation) error {
 	if err := s.check(ctx); err != nil {
 		return err
 	}
-	if err := backend.CheckTTL(r.TTL); err != nil {
-		return err
-	}
-	if err := checkKeys(r.Blocks); err != nil {
-		return err
-	}
-	if err := checkKeys(r.Counters); err != nil {
+	if err := r.Validate(); err != nil {
 		return err
 	}
 	now := s.now()

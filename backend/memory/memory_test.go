@@ -953,27 +953,6 @@ func TestHeapPerKey(t *testing.T) {
 	_ = s.Close()
 }
 
-func TestValidKey(t *testing.T) {
-	bases := []string{"a", "abcdefg", "abcdefgh", "abcdefghijklmnopq", strings.Repeat("~", backend.MaxKeyLen)}
-	for _, base := range bases {
-		for pos := range len(base) {
-			for c := 0; c < 256; c++ {
-				k := []byte(base)
-				k[pos] = byte(c)
-				want := backend.CheckKey(string(k)) == nil
-				if got := validKey(string(k)); got != want {
-					t.Fatalf("validKey(%q) = %v, CheckKey says %v", k, got, want)
-				}
-			}
-		}
-	}
-	for _, k := range []string{"", strings.Repeat("a", backend.MaxKeyLen+1)} {
-		if validKey(k) {
-			t.Fatalf("validKey(len %d)", len(k))
-		}
-	}
-}
-
 func TestReservePairs(t *testing.T) {
 	s, _ := openClock(t, 0)
 	incr1(t, s, "c-old", 5, time.Minute)
@@ -1150,16 +1129,4 @@ func TestHashCollisions(t *testing.T) {
 		}
 		sh.mu.Unlock()
 	}
-}
-
-// FuzzValidKey checks the word-at-a-time key check against backend.CheckKey.
-func FuzzValidKey(f *testing.F) {
-	for _, s := range []string{"", "a", "defender:f:ip:203.0.113.7", "a b", "\x7f", "\x80abcdefgh", strings.Repeat("~", 201)} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, k string) {
-		if got, want := validKey(k), backend.CheckKey(k) == nil; got != want {
-			t.Fatalf("validKey(%q) = %v, CheckKey says %v", k, got, want)
-		}
-	})
 }

@@ -106,15 +106,6 @@ func (s *Store) key(k string) string {
 	return s.prefix + k
 }
 
-func checkKeys(keys []string) error {
-	for _, k := range keys {
-		if err := backend.CheckKey(k); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // ms converts a TTL to whole milliseconds, rounding up so that a positive
 // TTL never becomes 0 (which would mean "never expires").
 func ms(d time.Duration) int64 {
@@ -144,7 +135,7 @@ func (s *Store) Incr(ctx context.Context, keys []string, delta int64, ttl time.D
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
-	if err := checkKeys(keys); err != nil {
+	if err := backend.CheckKeys(keys); err != nil {
 		return nil, err
 	}
 	if err := backend.CheckTTL(ttl); err != nil {
@@ -211,7 +202,7 @@ func (s *Store) Get(ctx context.Context, keys []string) ([]backend.Entry, error)
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
-	if err := checkKeys(keys); err != nil {
+	if err := backend.CheckKeys(keys); err != nil {
 		return nil, err
 	}
 	out := make([]backend.Entry, len(keys))
@@ -262,7 +253,7 @@ func (s *Store) Delete(ctx context.Context, keys ...string) error {
 	if err := s.check(ctx); err != nil {
 		return err
 	}
-	if err := checkKeys(keys); err != nil {
+	if err := backend.CheckKeys(keys); err != nil {
 		return err
 	}
 	if len(keys) == 0 {
@@ -293,13 +284,7 @@ func (s *Store) Reserve(ctx context.Context, r *backend.Reservation) error {
 	if err := s.check(ctx); err != nil {
 		return err
 	}
-	if err := checkKeys(r.Blocks); err != nil {
-		return err
-	}
-	if err := checkKeys(r.Counters); err != nil {
-		return err
-	}
-	if err := backend.CheckTTL(r.TTL); err != nil {
+	if err := r.Validate(); err != nil {
 		return err
 	}
 	nb := len(r.Blocks)
