@@ -101,6 +101,9 @@ func TestWriterRetriesOnItsOwn(t *testing.T) {
 	}
 	sink.failing.Store(false)
 	waitFor(t, "delivery", func() bool { return sink.len() == 10 })
+	// The writer logs the recovery just after the sink has stored the
+	// batch: wait for the line rather than race it.
+	waitFor(t, "the recovery logged", func() bool { return strings.Contains(buf.String(), "audit sink is back") })
 	if !strings.Contains(buf.String(), "audit sink is back") || !strings.Contains(buf.String(), "still failing") {
 		t.Errorf("log: %s", buf.String())
 	}
