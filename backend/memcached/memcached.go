@@ -677,6 +677,11 @@ func (s *Store) incrOne(ctx context.Context, key string, it *memcache.Item, read
 			if testHookBeforeWrite != nil {
 				testHookBeforeWrite(s, key)
 			}
+			if cerr := ctx.Err(); cerr != nil {
+				// The caller has given up (deadline.go): a call it was
+				// told failed never counts afterwards.
+				return 0, false, retried, unavailable(ctx, "incr", cerr)
+			}
 			if it == nil {
 				err = s.c.Add(item)
 			} else {
