@@ -87,13 +87,14 @@ var assets embed.FS
 var templateFS embed.FS
 
 type handler struct {
-	d     *defender.Defender
-	opts  Options
-	log   *slog.Logger
-	cop   *http.CrossOriginProtection
-	tmpl  *template.Template
-	files http.Handler
-	mux   *http.ServeMux
+	d       *defender.Defender
+	lockout *defender.Middleware // answers locked sign-ins
+	opts    Options
+	log     *slog.Logger
+	cop     *http.CrossOriginProtection
+	tmpl    *template.Template
+	files   http.Handler
+	mux     *http.ServeMux
 }
 
 // New returns the admin handler for d. It serves, relative to where it is
@@ -129,6 +130,11 @@ func New(d *defender.Defender, opts Options) (http.Handler, error) {
 		opts.Now = time.Now
 	}
 	h := &handler{d: d, opts: opts, log: opts.Logger}
+	lockout, err := defender.NewMiddleware(d, &defender.MiddlewareOptions{Logger: opts.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
+	}
+	h.lockout = lockout
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -172,13 +178,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hd.Set("X-Content-Type-Options", "nosniff")
 	hd.Set("Referrer-Policy", "same-origin")
 	hd.Set("Cross-Origin-Opener-Policy", "same-origin")
-	if !h.opts.Authorize(r) {
-		if h.opts.Unauthorized != nil {
-			h.opts.Unauthorized.ServeHTTP(w, r)
-			return
-		}
-		hd.Set("WWW-Authenticate", `Basic realm="defender admin", charset="UTF-8"`)
-		h.fail(w, r, http.StatusUnauthorized, "authentication required")
+	if !h.signIn(w, r) {
 		return
 	}
 	// Mounted with StripPrefix("/x/") the index arrives as "".
@@ -191,6 +191,72 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r = r2
 	}
 	h.mux.ServeHTTP(w, r)
+}
+
+// signIn authorizes r through the engine, like any login: a request that
+// carries credentials (an Authorization header) is an attempt, checked and
+// counted before Authorize looks at it and settled by Authorize's answer,
+// so that guessing the admin's password is locked out like any login; a
+// request without credentials is only checked (a blocked IP is locked out)
+// and, when Authorize refuses it, answered 401 without being counted. It
+// reports whether r may go on; otherwise it has answered.
+func (h *handler) signIn(w http.ResponseWriter, r *http.Request) bool {
+	ctx := r.Context()
+	l := defender.Login{IP: h.d.ClientIP(r), UserAgent: r.UserAgent(), Path: requestPath(r), Accept: r.Header.Get("Accept")}
+	if len(r.Header.Values("Authorization")) == 0 {
+		if dec := h.d.Check(ctx, l); !dec.Allowed() {
+			h.lockout.ServeLockout(w, r, dec)
+			return false
+		}
+		if !h.opts.Authorize(r) {
+			h.unauthorized(w, r)
+			return false
+		}
+		return true
+	}
+	l.Username, _, _ = r.BasicAuth()
+	a := h.d.Attempt(ctx, l)
+	if dec := a.Decision(); !dec.Allowed() {
+		h.lockout.ServeLockout(w, r, dec)
+		return false
+	}
+	settle := context.WithoutCancel(ctx)
+	settled := false
+	defer func() {
+		if !settled {
+			a.Failed(settle) // Authorize panicked
+		}
+	}()
+	ok := h.opts.Authorize(r)
+	settled = true
+	if ok {
+		a.Succeeded(settle)
+		return true
+	}
+	if dec := a.Failed(settle); !dec.Allowed() {
+		h.lockout.ServeLockout(w, r, dec)
+		return false
+	}
+	h.unauthorized(w, r)
+	return false
+}
+
+// unauthorized answers a request Authorize refused.
+func (h *handler) unauthorized(w http.ResponseWriter, r *http.Request) {
+	if h.opts.Unauthorized != nil {
+		h.opts.Unauthorized.ServeHTTP(w, r)
+		return
+	}
+	w.Header().Set("WWW-Authenticate", `Basic realm="defender admin", charset="UTF-8"`)
+	h.fail(w, r, http.StatusUnauthorized, "authentication required")
+}
+
+// requestPath is the path the client asked for, before any StripPrefix.
+func requestPath(r *http.Request) string {
+	if u, err := url.ParseRequestURI(r.RequestURI); err == nil && u.Path != "" {
+		return u.Path
+	}
+	return r.URL.Path
 }
 
 // postOnly answers 405 with Allow: POST to every other method, then applies

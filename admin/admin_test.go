@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -254,7 +256,9 @@ func TestSecurityHeadersEverywhere(t *testing.T) {
 }
 
 func TestUnauthorized(t *testing.T) {
-	e := newEnv(t)
+	// Limit 3: the two wrong credentials below are counted, not blocked
+	// (TestSignInLockedOut covers the lockout).
+	e := newEnv(t, func(c *defender.Config, _ *admin.Options) { c.FailureLimit = 3 })
 	e.blockUser("alice")
 	for _, tc := range []struct {
 		name, method, path, user, pass string
@@ -895,7 +899,17 @@ func TestAttempts(t *testing.T) {
 }
 
 func TestStoreDown(t *testing.T) {
-	e := newEnv(t)
+	// Fail closed (the default): the admin's own sign-in cannot be
+	// counted, so it is refused like any login.
+	closed := newEnv(t)
+	closed.store.Close()
+	resp0 := closed.do("GET", "api/blocks", nil, nil, false)
+	readBody(t, resp0)
+	if resp0.StatusCode != 503 || resp0.Header.Get(defender.ReasonHeader) != "unavailable" {
+		t.Fatalf("sign-in with the store closed, fail mode closed: %d %q", resp0.StatusCode, resp0.Header.Get(defender.ReasonHeader))
+	}
+	// Fail open: the admin signs in and sees that the store is down.
+	e := newEnv(t, func(c *defender.Config, _ *admin.Options) { c.FailMode = defender.FailOpen })
 	e.blockUser("alice")
 	e.store.Close()
 	code, body := e.get("api/blocks")
@@ -1030,5 +1044,70 @@ func TestRejectedInputIsNotAnOutage(t *testing.T) {
 		map[string]string{"Content-Type": "application/json", "Sec-Fetch-Site": "same-origin"}, false)
 	if body := readBody(t, resp); resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("unblock 0.0.0.0: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestSignInLockedOut: guessing the admin's password is a login like any
+// other: counted before Authorize runs, locked out past the limit (the
+// right password included), in parallel too, and visible as a block.
+func TestSignInLockedOut(t *testing.T) {
+	var checks atomic.Int64
+	e := newEnv(t, func(c *defender.Config, o *admin.Options) {
+		c.FailureLimit = 3
+		basic := admin.BasicAuth(adminUser, adminPass)
+		o.Authorize = func(r *http.Request) bool { checks.Add(1); return basic(r) }
+	})
+	guess := func(pass string) *http.Response {
+		req, _ := http.NewRequest("GET", e.base+"api/blocks", nil)
+		req.SetBasicAuth(adminUser, pass)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readBody(t, resp)
+		return resp
+	}
+	var wg sync.WaitGroup
+	codes := make(chan int, 50)
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes <- guess(fmt.Sprintf("guess-%d", i)).StatusCode
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	n401, n429 := 0, 0
+	for c := range codes {
+		switch c {
+		case 401:
+			n401++
+		case 429:
+			n429++
+		default:
+			t.Errorf("status %d", c)
+		}
+	}
+	// At most limit+1 guesses reach Authorize, in any order: 3 answered
+	// 401 and the 4th locked, or fewer when the burst outran the block.
+	if got := checks.Load(); got > 4 || n401 > 3 || n401+n429 != 50 {
+		t.Fatalf("Authorize ran %d times; %d answered 401, %d 429", got, n401, n429)
+	}
+	if resp := guess(adminPass); resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("the right password while locked: %d", resp.StatusCode)
+	}
+	blocks, _, err := e.d.Blocks(context.Background(), "", 10)
+	if err != nil || len(blocks) != 2 {
+		t.Fatalf("blocks %+v, %v: want the admin's IP and username", blocks, err)
+	}
+	if _, err := e.d.UnblockIP(context.Background(), "127.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.d.UnblockUsername(context.Background(), adminUser); err != nil {
+		t.Fatal(err)
+	}
+	if resp := guess(adminPass); resp.StatusCode != 200 {
+		t.Fatalf("after the unblock: %d", resp.StatusCode)
 	}
 }

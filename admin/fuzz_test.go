@@ -73,6 +73,12 @@ func FuzzUsernameRoundTrip(f *testing.F) {
 		if canon == "" || strings.TrimSpace(canon) == "" {
 			return // not a username: never counted
 		}
+		if len(defender.TrimUsername(name)) > defender.MaxUsernameBytes {
+			if dec := d.Attempt(ctx, defender.Login{Username: name}).Decision(); dec.Verdict != defender.Refused {
+				t.Fatalf("a name over MaxUsernameBytes: %v, want refused", dec.Verdict)
+			}
+			return
+		}
 		for i := 0; i < 3; i++ {
 			a := d.Attempt(ctx, defender.Login{Username: name})
 			if !a.Decision().Allowed() {

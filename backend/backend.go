@@ -204,6 +204,13 @@ type BlockRequest struct {
 	// Durations[min(n, len)-1]; a duration of 0 is permanent. Must not be
 	// empty.
 	Durations []time.Duration
+	// IfAbsent, when set, makes the request conditional: if BlockKey
+	// already holds a block, Block changes nothing (no escalation, no new
+	// TTL, the counter is kept) and reports the existing block
+	// (BlockResult.Existing). The engine sets it on every block, so that
+	// two attempts that both find an identity over its limit escalate it
+	// once.
+	IfAbsent bool
 }
 
 // Validate returns an ErrInvalid error when req breaks the contract: an
@@ -232,10 +239,15 @@ func (req *BlockRequest) Validate() error {
 
 // BlockResult is what Block did.
 type BlockResult struct {
-	// Lockouts is the identity's lockout count, this one included.
+	// Lockouts is the identity's lockout count, this one included (0 when
+	// Existing and the backend did not read it).
 	Lockouts int64
-	// Duration is the block's TTL; 0 = permanent.
+	// Duration is the block's TTL; 0 = permanent. When Existing, the
+	// existing block's remaining TTL.
 	Duration time.Duration
+	// Existing reports that IfAbsent was set and a block was already
+	// there: nothing was changed.
+	Existing bool
 }
 
 // Blocker is an optional interface for backends that can perform a
@@ -249,13 +261,25 @@ type Blocker interface {
 // one, otherwise as Incr on LockoutsKey, SetBlock on BlockKey with the
 // duration the new count selects, then Delete of CounterKey — in that order:
 // the block is set before the counter goes (see the ordering rule of
-// Reserve). A Blocker may do it atomically.
+// Reserve). With IfAbsent the fallback first reads BlockKey and stops when
+// a block is there; that check and the block are not atomic together (two
+// racing calls may both escalate), which a Blocker avoids by doing the
+// whole request atomically.
 func Block(ctx context.Context, b Backend, req BlockRequest) (BlockResult, error) {
 	if err := req.Validate(); err != nil {
 		return BlockResult{}, err
 	}
 	if bl, ok := b.(Blocker); ok {
 		return bl.Block(ctx, req)
+	}
+	if req.IfAbsent {
+		es, err := b.Get(ctx, []string{req.BlockKey})
+		if err != nil {
+			return BlockResult{}, err
+		}
+		if len(es) == 1 && es[0].Found {
+			return BlockResult{Duration: es[0].TTL, Existing: true}, nil
+		}
 	}
 	n, err := b.Incr(ctx, []string{req.LockoutsKey}, 1, req.Window)
 	if err != nil {

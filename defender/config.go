@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -310,13 +311,95 @@ func (c Config) limitUsername() int64 {
 
 // ConfigFromEnv returns DefaultConfig overridden by the DEFENDER_*
 // environment variables. A bad value is an error naming the variable; the
-// result is validated.
+// result is validated. A DEFENDER_* variable that is not a setting is an
+// error too, naming the closest setting (see CheckSettingNames): a
+// misspelt setting would otherwise leave its default in force without a
+// word.
 func ConfigFromEnv() (Config, error) {
+	var names []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		names = append(names, name)
+	}
+	if err := CheckSettingNames(names); err != nil {
+		return Config{}, err
+	}
 	return ConfigFromLookup(os.LookupEnv)
 }
 
+// settingNames are every variable ConfigFromLookup reads.
+var settingNames = []string{
+	envFailureLimit, envFailureLimitUsername, envFailureLimitIP, envBehindProxy, envProxyHeader,
+	envTrustedProxies, envIPv6Prefix, envPairMode, envDisableIP, envDisableUsername, envCooloff,
+	envAttemptCooloff, envLockoutCooloff, envLockoutTemplate, envLockoutURL, envLockoutStatus,
+	envUsernameField, envCachePrefix, envStoreURL, envRedisURL, envStoreTimeout, envFailMode,
+	envAuditURL, envStoreAttempts, envUseCelery, envAttemptExpiration, envAllowIPs,
+	envAllowUsernames, envBlockIPs, envResetIP,
+}
+
+// SettingNames returns the names of every environment variable that
+// ConfigFromEnv reads, sorted.
+func SettingNames() []string {
+	out := append([]string(nil), settingNames...)
+	slices.Sort(out)
+	return out
+}
+
+// CheckSettingNames returns an ErrConfig error for the first name in names
+// that starts with DEFENDER_ but is not a setting (SettingNames), naming it
+// and the closest setting: "DEFENDER_LOCKOUT_BY_IP_USERNAME: unknown
+// setting (did you mean DEFENDER_LOCK_OUT_BY_IP_AND_USERNAME?)". Other
+// names, and names starting with DEFENDER_TEST_ (kept for test harnesses),
+// are ignored. ConfigFromEnv calls it on the environment; an application
+// that reads its settings elsewhere (ConfigFromLookup) can call it on its
+// own list.
+func CheckSettingNames(names []string) error {
+	for _, n := range names {
+		if !strings.HasPrefix(n, "DEFENDER_") || strings.HasPrefix(n, "DEFENDER_TEST_") || slices.Contains(settingNames, n) {
+			continue
+		}
+		return cfgErr(n, "unknown setting (did you mean %s?)", closestSetting(n))
+	}
+	return nil
+}
+
+// closestSetting returns the setting whose name is the fewest edits away
+// from name, underscores ignored.
+func closestSetting(name string) string {
+	squash := func(s string) string { return strings.ReplaceAll(strings.TrimPrefix(strings.ToUpper(s), "DEFENDER_"), "_", "") }
+	best, bestD := "", -1
+	for _, s := range settingNames {
+		if d := editDistance(squash(name), squash(s)); bestD < 0 || d < bestD {
+			best, bestD = s, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b (bytes).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
 // ConfigFromLookup is ConfigFromEnv with another source of variables, such
-// as a map in tests or a command line's flags. Durations are seconds
+// as a map in tests or a command line's flags. It cannot list the source,
+// so it does not report unknown names: call CheckSettingNames for that. Durations are seconds
 // ("300", "0.2") or Go durations ("200ms", "5m"); booleans are
 // true/false/1/0/yes/no/on/off in any case (Python's True/False included);
 // lists are comma-separated.

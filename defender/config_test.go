@@ -210,3 +210,33 @@ func FuzzConfigFromLookup(f *testing.F) {
 		}
 	})
 }
+
+// TestUnknownSettings: a misspelt DEFENDER_* variable is an error naming it
+// and the setting meant; other variables and test-harness ones are not.
+func TestUnknownSettings(t *testing.T) {
+	for name, want := range map[string]string{
+		"DEFENDER_LOCKOUT_BY_IP_USERNAME":  "DEFENDER_LOCK_OUT_BY_IP_AND_USERNAME",
+		"DEFENDER_FAILURE_LIMIT":           "DEFENDER_LOGIN_FAILURE_LIMIT",
+		"DEFENDER_STORE":                   "DEFENDER_STORE_URL",
+		"DEFENDER_DISABLE_IP_LOCK_OUT":     "DEFENDER_DISABLE_IP_LOCKOUT",
+		"DEFENDER_RESET_IP_ON_SUCCES":      "DEFENDER_RESET_IP_ON_SUCCESS",
+		"DEFENDER_BEHIND_REVERSE_PROXIES":  "DEFENDER_BEHIND_REVERSE_PROXY",
+		"DEFENDER_lockout_cooloff_time":    "DEFENDER_LOCKOUT_COOLOFF_TIME",
+		"DEFENDER_TRUSTED_PROXY":           "DEFENDER_TRUSTED_PROXIES",
+		"DEFENDER_ALLOWLIST_USERNAME":      "DEFENDER_ALLOWLIST_USERNAMES",
+		"DEFENDER_LOGIN_FAILURE_LIMIT_IPS": "DEFENDER_LOGIN_FAILURE_LIMIT_IP",
+	} {
+		err := CheckSettingNames([]string{"PATH", envFailureLimit, name})
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), name+": unknown setting") ||
+			!strings.Contains(err.Error(), "did you mean "+want+"?") {
+			t.Errorf("%s: %v, want a suggestion of %s", name, err, want)
+		}
+	}
+	if err := CheckSettingNames(append(SettingNames(), "HOME", "DEFENDER_TEST_MONGO_URI", "DEFENDERX")); err != nil {
+		t.Errorf("known names refused: %v", err)
+	}
+	t.Setenv("DEFENDER_LOCKOUT_BY_IP_USERNAME", "true")
+	if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), "DEFENDER_LOCK_OUT_BY_IP_AND_USERNAME") {
+		t.Fatalf("ConfigFromEnv with a misspelt setting: %v", err)
+	}
+}

@@ -201,12 +201,18 @@ func (d *Defender) emit(ev Event) {
 	}
 }
 
-// storeCtx bounds a store call by StoreTimeout.
+// storeCtx returns the context of a store call made for a caller whose
+// context is ctx: bounded by StoreTimeout, and detached from ctx's
+// cancellation and deadline. A store call is never abandoned half-way
+// because the client went away: its effect must be known (to refund a
+// reservation, or to settle a verified attempt), and a cancelled call must
+// never be mistaken for a store outage. The engine looks at ctx before and
+// after the call instead (see Abandoned).
 func (d *Defender) storeCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	if d.immediate {
-		return ctx, nop
+		return context.Background(), nop
 	}
-	return context.WithTimeout(ctx, d.cfg.StoreTimeout)
+	return context.WithTimeout(context.WithoutCancel(ctx), d.cfg.StoreTimeout)
 }
 
 func nop() {}
@@ -268,8 +274,12 @@ func (d *Defender) identify(ip netip.Addr, user string, dst *[2]identity) (n int
 
 // Check reports whether l is locked, without counting anything: for page
 // views and any request that is not a login attempt. In pair mode a request
-// without a username is never locked.
+// without a username is never locked. A username longer than
+// MaxUsernameBytes gives Refused; a ctx already done gives Abandoned.
 func (d *Defender) Check(ctx context.Context, l Login) Decision {
+	if checkUsername(l.Username) != nil {
+		return Decision{Verdict: Refused, Err: ErrUsernameTooLong}
+	}
 	var ids [2]identity
 	n, blocklisted := d.identify(l.IP, d.Canonical(ctx, l.Username), &ids)
 	if blocklisted {
@@ -277,6 +287,9 @@ func (d *Defender) Check(ctx context.Context, l Login) Decision {
 	}
 	if n == 0 {
 		return Decision{}
+	}
+	if ctx.Err() != nil {
+		return Decision{Verdict: Abandoned, Err: context.Cause(ctx)}
 	}
 	cb := new(checkBuf)
 	b := cb.buf[:0]
@@ -302,6 +315,9 @@ func (d *Defender) Check(ctx context.Context, l Login) Decision {
 	if d.observing(gen, err) {
 		d.observe("check", start, gen, err)
 	}
+	if ctx.Err() != nil {
+		return Decision{Verdict: Abandoned, Err: context.Cause(ctx)}
+	}
 	if err != nil {
 		switch d.cfg.FailMode {
 		case FailOpen:
@@ -309,7 +325,7 @@ func (d *Defender) Check(ctx context.Context, l Login) Decision {
 			return Decision{FailMode: FailOpen, Err: err}
 		case FailLocal:
 			d.failModeUsed(FailLocal)
-			lctx, lcancel := context.WithTimeout(ctx, d.cfg.StoreTimeout)
+			lctx, lcancel := d.localCtx(ctx)
 			es, err = d.local.Get(lctx, keys)
 			lcancel()
 			if err != nil {
@@ -324,6 +340,12 @@ func (d *Defender) Check(ctx context.Context, l Login) Decision {
 		}
 	}
 	return lockedBy(es, ids[:n])
+}
+
+// localCtx bounds a call to FailLocal's in-process store, detached from
+// ctx like storeCtx.
+func (d *Defender) localCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), d.cfg.StoreTimeout)
 }
 
 // checkBuf holds Check's keys in one allocation; the strings point into buf,
@@ -353,24 +375,75 @@ func lockedBy(es []backend.Entry, ids []identity) Decision {
 // with limit N, at most N+1 attempts per identity reach verification in one
 // counter window, however many arrive at once. The caller verifies the
 // password only when a.Decision().Allowed(), then calls exactly one of
-// a.Succeeded or a.Failed. Attempt never returns nil. On a locked or
-// unavailable decision the attempt is already settled and recorded; calling
-// Succeeded or Failed on it returns the same decision.
+// a.Succeeded or a.Failed. Attempt never returns nil. On any other decision
+// the attempt is already settled and recorded; calling Succeeded or Failed
+// on it returns the same decision.
+//
+// A username longer than MaxUsernameBytes (after trimming) is refused
+// without a password check: the attempt is counted as a failure of its IP
+// (see Refuse) and decided Refused, or Locked when that failure blocks the
+// IP. When ctx is done before the check or ends while the store answers,
+// the attempt is Abandoned: the client is gone, so the password must not
+// be checked; its reservation, if made, is refunded, and no fail mode
+// applies. Store calls themselves are bounded by StoreTimeout only; ctx's
+// cancellation never interrupts one half-way, so a client hanging up is
+// never mistaken for a store outage.
 func (d *Defender) Attempt(ctx context.Context, l Login) *Attempt {
+	if err := checkUsername(l.Username); err != nil {
+		return d.refuse(ctx, l, err)
+	}
 	a := &Attempt{d: d, login: l}
 	if d.metrics != nil {
 		a.start = d.now()
 	}
 	a.user = d.Canonical(ctx, l.Username)
-	n, blocklisted := d.identify(l.IP, a.user, &a.ids)
+	d.reserve(ctx, a)
+	return a
+}
+
+// Refuse settles a login that the application will not verify because the
+// request is malformed or ambiguous (the middleware refuses a request whose
+// username it cannot tell for certain, or is too long): it is counted as a
+// failed attempt of l's IP, so that malformed requests are never free,
+// recorded, and decided Refused (with reason as Decision.Err), or Locked
+// when this failure blocks the IP. l.Username is recorded in the audit log
+// as typed but never counted: it cannot be trusted.
+func (d *Defender) Refuse(ctx context.Context, l Login, reason error) Decision {
+	return d.refuse(ctx, l, reason).dec
+}
+
+func (d *Defender) refuse(ctx context.Context, l Login, reason error) *Attempt {
+	a := &Attempt{d: d, login: l, refused: reason}
+	if d.metrics != nil {
+		a.start = d.now()
+	}
+	d.reserve(ctx, a)
+	if !a.dec.Allowed() {
+		return a
+	}
+	dec := a.Failed(ctx)
+	if dec.Verdict != Locked {
+		a.dec = Decision{Verdict: Refused, Err: reason, FailMode: dec.FailMode}
+	}
+	return a
+}
+
+// reserve checks and reserves a for a.user (empty for a refused attempt)
+// and sets a.dec.
+func (d *Defender) reserve(ctx context.Context, a *Attempt) {
+	n, blocklisted := d.identify(a.login.IP, a.user, &a.ids)
 	a.n = n
 	if blocklisted {
 		a.finish(Decision{Verdict: Locked, Kind: KindIP, Blocklisted: true, Permanent: true})
-		return a
+		return
 	}
 	if n == 0 {
 		a.dec = Decision{}
-		return a
+		return
+	}
+	if ctx.Err() != nil {
+		a.abandon(ctx)
+		return
 	}
 	// Build the 2n keys into one buffer owned by the attempt; the strings
 	// point into it and the buffer is never written again.
@@ -404,49 +477,104 @@ func (d *Defender) Attempt(ctx context.Context, l Login) *Attempt {
 		d.observe("reserve", a.start, gen, err)
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			// The store failed (that was observed), but the client is
+			// gone: no fail mode applies to nobody.
+			a.store = nil
+			a.abandon(ctx)
+			return
+		}
 		switch d.cfg.FailMode {
 		case FailOpen:
 			d.failModeUsed(FailOpen)
 			a.store = nil
 			a.dec = Decision{FailMode: FailOpen, Err: err}
-			return a
+			return
 		case FailLocal:
 			d.failModeUsed(FailLocal)
 			a.store = d.local
 			a.failMode = FailLocal
-			lctx, lcancel := context.WithTimeout(ctx, d.cfg.StoreTimeout)
+			lctx, lcancel := d.localCtx(ctx)
 			err = backend.Reserve(lctx, d.local, &a.res)
 			lcancel()
 			if err != nil {
+				a.store = nil
 				a.finish(Decision{Verdict: Unavailable, FailMode: FailLocal, Err: err})
-				return a
+				return
 			}
 		default:
 			d.failModeUsed(FailClosed)
+			a.store = nil
 			a.finish(Decision{Verdict: Unavailable, FailMode: FailClosed, Err: err})
-			return a
+			return
 		}
 	}
-	a.dec = a.decide()
+	if ctx.Err() != nil {
+		a.refund(ctx)
+		a.abandon(ctx)
+		return
+	}
+	a.dec = a.decide(ctx)
 	if a.dec.Verdict != Allow {
 		a.finish(a.dec)
 	}
-	return a
+}
+
+// abandon settles an attempt whose caller went away: nothing stays counted
+// (the caller refunded any reservation), nothing is verified or recorded.
+func (a *Attempt) abandon(ctx context.Context) {
+	a.dec = Decision{Verdict: Abandoned, Err: context.Cause(ctx)}
+	a.settled = true
+	a.store = nil
+	if a.d.metrics != nil {
+		a.d.metrics.Attempt("abandoned")
+	}
+}
+
+// refund takes back a reservation that will never be verified.
+func (a *Attempt) refund(ctx context.Context) {
+	d := a.d
+	if a.store == nil || a.res.Blocked >= 0 || len(a.res.Counts) != a.n || a.n == 0 {
+		return
+	}
+	sctx, cancel := d.storeCtx(ctx)
+	if a.store == d.store {
+		gen := d.health.Load()
+		_, err := a.store.Incr(sctx, a.keys[:a.n], -1, d.ttl)
+		if d.observing(gen, err) {
+			d.observe("settle", a.start, gen, err)
+		}
+	} else {
+		_, _ = a.store.Incr(sctx, a.keys[:a.n], -1, d.ttl)
+	}
+	cancel()
+	a.store = nil
 }
 
 // decide turns the reservation into a decision.
-func (a *Attempt) decide() Decision {
+func (a *Attempt) decide(ctx context.Context) Decision {
 	r := &a.res
 	if r.Blocked >= 0 {
 		return Decision{Verdict: Locked, Kind: a.ids[r.Blocked].kind, Permanent: r.Block.TTL == 0, RetryAfter: r.Block.TTL, FailMode: a.failMode}
 	}
 	for i := 0; i < a.n && i < len(r.Counts); i++ {
 		if r.Counts[i] > a.ids[i].limit+1 {
-			// A parallel burst outran the block: refuse without
-			// verification. The block itself is set by the attempt that
-			// reserved count limit+1.
-			d := a.d.lockouts[0]
-			return Decision{Verdict: Locked, Kind: a.ids[i].kind, Permanent: d == 0, RetryAfter: d, Duration: d, FailMode: a.failMode}
+			// Past limit+1 without a block: a parallel burst outran the
+			// block, or the attempt that should have set it never did
+			// (its process died, or its block failed). Refuse without
+			// verification, and make sure the block exists, so that
+			// whatever refuses a login is a block the admin lists and
+			// can remove. The block is conditional: the attempt that
+			// reserved limit+1 may be setting it at the same moment.
+			sctx, cancel := a.d.storeCtx(ctx)
+			dec, ok := a.block(sctx, i, r.Counts[i])
+			cancel()
+			if !ok {
+				d := a.d.lockouts[0]
+				dec = Decision{Verdict: Locked, Kind: a.ids[i].kind, Permanent: d == 0, RetryAfter: d, Duration: d}
+			}
+			dec.FailMode = a.failMode
+			return dec
 		}
 	}
 	return Decision{FailMode: a.failMode}
@@ -458,6 +586,7 @@ type Attempt struct {
 	d        *Defender
 	login    Login
 	user     string
+	refused  error // Refuse's reason: the username is not counted
 	start    time.Time
 	ids      [2]identity
 	n        int
@@ -522,7 +651,8 @@ func (a *Attempt) record(success, locked bool, fm FailMode) {
 // refunds the attempt's reservation on it), so that a successful login never
 // counts as a failure anywhere. It records the attempt and returns the
 // attempt's decision (Allow). A store error is reported in Decision.Err but
-// does not change the verdict: the password was right.
+// does not change the verdict: the password was right. The store calls are
+// made even when ctx is already done: the password was verified.
 func (a *Attempt) Succeeded(ctx context.Context) Decision {
 	if a.settled {
 		return a.dec
@@ -597,7 +727,8 @@ type blockValue struct {
 // duration its escalation selects (the lockout count is kept in the store).
 // The returned Decision is Locked when this failure caused a block, so that
 // failure limit+1 gets the lockout response; otherwise it is Allow (answer
-// "wrong password").
+// "wrong password"). The store calls are made even when ctx is already
+// done: the password was verified.
 func (a *Attempt) Failed(ctx context.Context) Decision {
 	if a.settled {
 		return a.dec
@@ -606,53 +737,33 @@ func (a *Attempt) Failed(ctx context.Context) Decision {
 	d := a.d
 	dec := a.dec
 	var bctx context.Context
-	var bcancel context.CancelFunc
 	if a.store != nil && a.res.Blocked < 0 {
 		for i := 0; i < a.n && i < len(a.res.Counts); i++ {
-			id := &a.ids[i]
 			count := a.res.Counts[i]
-			if count <= id.limit {
+			if count <= a.ids[i].limit {
 				continue
 			}
-			ipStr := id.ipString()
-			req := backend.BlockRequest{
-				BlockKey:    a.keys[a.n+i],
-				CounterKey:  a.keys[i],
-				LockoutsKey: id.key(d.prefix, slotLockouts),
-				Window:      d.cfg.AccessAttemptExpiration,
-				Durations:   d.lockouts,
-			}
-			req.Value = blockValueFor(count, id.username, ipStr)
-			gen := d.health.Load()
-			start := d.now()
 			if bctx == nil {
 				// One deadline for the whole settle: blocking two
 				// identities never takes twice StoreTimeout.
-				bctx, bcancel = d.storeCtx(ctx)
-				defer bcancel()
+				var cancel context.CancelFunc
+				bctx, cancel = d.storeCtx(ctx)
+				defer cancel()
 			}
-			res, err := backend.Block(bctx, a.store, req)
-			if a.store == d.store {
-				d.observe("block", start, gen, err)
-			}
-			if err != nil {
+			bdec, ok := a.block(bctx, i, count)
+			if !ok {
 				// The counter is past the limit: later attempts are
-				// refused as a burst until it expires, so the identity
-				// stays locked even without its block.
-				dec.Err = err
-				res.Duration = d.lockouts[0]
-			} else {
-				if d.metrics != nil {
-					d.metrics.Block(id.kind)
-				}
-				d.emit(Event{Kind: blockEvent(id.kind), Identity: id.kind, IP: ipStr, Username: id.username,
-					Duration: res.Duration, Permanent: res.Duration == 0, Count: count, Lockouts: res.Lockouts})
-				d.log.Info("defender: blocked", "kind", string(id.kind), "ip", ipStr, "username", id.username,
-					"duration", res.Duration, "count", count, "lockouts", res.Lockouts)
+				// refused as a burst (and set the block) until it
+				// expires, so the identity stays locked.
+				dur := d.lockouts[0]
+				bdec = Decision{Verdict: Locked, Kind: a.ids[i].kind, Permanent: dur == 0, RetryAfter: dur, Duration: dur, Err: bdec.Err}
+			}
+			if bdec.Err != nil {
+				dec.Err = bdec.Err
 			}
 			if dec.Verdict != Locked {
-				dec.Verdict, dec.Kind = Locked, id.kind
-				dec.Permanent, dec.RetryAfter, dec.Duration = res.Duration == 0, res.Duration, res.Duration
+				dec.Verdict, dec.Kind = Locked, bdec.Kind
+				dec.Permanent, dec.RetryAfter, dec.Duration = bdec.Permanent, bdec.RetryAfter, bdec.Duration
 			}
 		}
 	}
@@ -666,6 +777,48 @@ func (a *Attempt) Failed(ctx context.Context) Decision {
 	}
 	a.record(false, dec.Verdict == Locked, dec.FailMode)
 	return dec
+}
+
+// block blocks identity i of the attempt, whose counter reached count,
+// unless a block is already there (then it reports that block), within the
+// store context sctx. ok is false when the store failed (dec.Err holds the
+// error).
+func (a *Attempt) block(sctx context.Context, i int, count int64) (dec Decision, ok bool) {
+	d := a.d
+	id := &a.ids[i]
+	ipStr := id.ipString()
+	req := backend.BlockRequest{
+		BlockKey:    a.keys[a.n+i],
+		CounterKey:  a.keys[i],
+		LockoutsKey: id.key(d.prefix, slotLockouts),
+		Window:      d.cfg.AccessAttemptExpiration,
+		Durations:   d.lockouts,
+		IfAbsent:    true,
+		Value:       blockValueFor(count, id.username, ipStr),
+	}
+	gen := d.health.Load()
+	start := d.now()
+	res, err := backend.Block(sctx, a.store, req)
+	if a.store == d.store {
+		d.observe("block", start, gen, err)
+	}
+	if err != nil {
+		return Decision{Err: err}, false
+	}
+	if !res.Existing {
+		if d.metrics != nil {
+			d.metrics.Block(id.kind)
+		}
+		d.emit(Event{Kind: blockEvent(id.kind), Identity: id.kind, IP: ipStr, Username: id.username,
+			Duration: res.Duration, Permanent: res.Duration == 0, Count: count, Lockouts: res.Lockouts})
+		d.log.Info("defender: blocked", "kind", string(id.kind), "ip", ipStr, "username", id.username,
+			"duration", res.Duration, "count", count, "lockouts", res.Lockouts)
+	}
+	dec = Decision{Verdict: Locked, Kind: id.kind, Permanent: res.Duration == 0, RetryAfter: res.Duration}
+	if !res.Existing {
+		dec.Duration = res.Duration
+	}
+	return dec, true
 }
 
 // blockValueFor encodes a block's value: the failure count and the display

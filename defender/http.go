@@ -1,12 +1,9 @@
 package defender
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -77,6 +74,7 @@ type Middleware struct {
 	isFailure   func(int, http.Header) bool
 	log         *slog.Logger
 	page        lockoutPage
+	fieldCanon  string // CanonicalUsername(field)
 }
 
 // NewMiddleware returns the middleware of d. It parses the lockout template
@@ -102,6 +100,7 @@ func NewMiddleware(d *Defender, opts *MiddlewareOptions) (*Middleware, error) {
 	if m.field == "" {
 		m.field = cfg.UsernameFormField // validated: not empty
 	}
+	m.fieldCanon = CanonicalUsername(m.field)
 	switch {
 	case m.maxBody < 0:
 		return nil, fmt.Errorf("%w: MaxBodyBytes %d is negative", ErrMiddlewareOptions, m.maxBody)
@@ -128,11 +127,14 @@ func NewMiddleware(d *Defender, opts *MiddlewareOptions) (*Middleware, error) {
 	return m, nil
 }
 
-// Wrap returns next protected by m. Requests other than POST are checked
-// (a blocked client gets the lockout response and next is not called) but
-// never counted. Every POST is a login attempt: it is checked and counted
-// before next runs; next verifies the password; its answer is classified
-// when it writes its header (or returns):
+// Wrap returns next protected by m. GET, HEAD and OPTIONS requests are
+// checked (a blocked client gets the lockout response and next is not
+// called) but never counted. Every other request (POST, and PUT, PATCH,
+// DELETE or any method a handler might authenticate on) is a login
+// attempt: its username is read once (see LoginFrom and
+// ErrAmbiguousLogin), it is checked and counted before next runs, next
+// verifies the password of the username LoginFrom gives it, and its answer
+// is classified when it writes its header (or returns):
 //
 //   - an explicit ReportSuccess or ReportFailure from next wins;
 //   - else IsFailure, or FailureStatus, when set;
@@ -142,8 +144,10 @@ func NewMiddleware(d *Defender, opts *MiddlewareOptions) (*Middleware, error) {
 // A failure that blocks the client replaces next's answer with the lockout
 // response (failures 1..limit get next's "wrong password" answer, failure
 // limit+1 the lockout page). A panic in next settles the attempt as a
-// failure and propagates. Wrap has the shape of a router's middleware
-// (func(http.Handler) http.Handler), for chi's Use and With.
+// failure and propagates. A request refused before next runs (locked,
+// store unavailable, ambiguous, too large, shed) carries the header
+// X-Defender-Reason naming why. Wrap has the shape of a router's
+// middleware (func(http.Handler) http.Handler), for chi's Use and With.
 func (m *Middleware) Wrap(next http.Handler) http.Handler {
 	if next == nil {
 		panic("defender: Middleware.Wrap(nil)")
@@ -159,7 +163,7 @@ type protected struct {
 func (p *protected) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	m := p.m
 	ctx := r.Context()
-	if r.Method != http.MethodPost {
+	if !isAttemptMethod(r.Method) {
 		l := m.login(r, "")
 		if m.getUsername != nil {
 			l.Username = m.getUsername(r)
@@ -173,24 +177,32 @@ func (p *protected) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	username, tooLarge := m.username(w, r)
-	l := m.login(r, username)
-	a := m.d.Attempt(ctx, l)
-	if dec := a.Decision(); !dec.Allowed() {
-		m.refuse(w, r, dec, l)
+	read := m.readLogin(w, r)
+	l := m.login(r, read.username)
+	switch {
+	case read.gone || ctx.Err() != nil:
+		m.refuse(w, r, Decision{Verdict: Abandoned, Err: context.Cause(ctx)}, l)
 		return
-	}
-	settle := context.WithoutCancel(ctx)
-	if tooLarge {
-		if dec := a.Failed(settle); dec.Verdict == Locked {
+	case read.refused != nil:
+		m.refuse(w, r, m.d.Refuse(ctx, l, read.refused), l)
+		return
+	case read.tooLarge:
+		l.Username = ""
+		if dec := m.d.Refuse(ctx, l, errBodyTooLarge); dec.Verdict != Refused {
 			m.refuse(w, r, dec, l)
 			return
 		}
 		m.tooLarge(w, r)
 		return
 	}
-
-	ww := &watchWriter{w: w, m: m, r: r, a: a, l: l, ctx: settle}
+	a := m.d.Attempt(ctx, l)
+	if dec := a.Decision(); !dec.Allowed() {
+		m.refuse(w, r, dec, l)
+		return
+	}
+	settle := context.WithoutCancel(ctx)
+	ww := &watchWriter{w: w, m: m, r: r, a: a, l: l, ctx: settle,
+		info: LoginInfo{Username: TrimUsername(l.Username), Canonical: a.Username()}}
 	r = r.WithContext(context.WithValue(ctx, reportKey{}, ww))
 	ww.r = r
 	returned := false
@@ -207,6 +219,9 @@ func (p *protected) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ww.finish()
 }
 
+// errBodyTooLarge is the reason recorded for a body past MaxBodyBytes.
+var errBodyTooLarge = errors.New("defender: login request body too large")
+
 // login builds the Login of r with the given username.
 func (m *Middleware) login(r *http.Request, username string) Login {
 	return Login{
@@ -216,65 +231,6 @@ func (m *Middleware) login(r *http.Request, username string) Login {
 		Path:      r.URL.Path,
 		Accept:    r.Header.Get("Accept"),
 	}
-}
-
-// username reads the body of a POST within m.maxBody and returns the
-// username; tooLarge reports a body past the bound (then the username is
-// empty and the body unusable).
-func (m *Middleware) username(w http.ResponseWriter, r *http.Request) (username string, tooLarge bool) {
-	ct := mediaType(r.Header.Get("Content-Type"))
-	var body *boundedBody
-	read := ct == "application/x-www-form-urlencoded" || ct == "multipart/form-data" || isJSONType(ct)
-	if read && r.Body != nil && r.Body != http.NoBody {
-		body = &boundedBody{ReadCloser: http.MaxBytesReader(w, r.Body, m.maxBody)}
-		r.Body = body
-	}
-	switch {
-	case isJSONType(ct):
-		var b []byte
-		if body != nil {
-			b, _ = io.ReadAll(body)
-			if body.tooLarge {
-				return "", true
-			}
-		}
-		r.Body = io.NopCloser(bytes.NewReader(b))
-		if m.getUsername == nil {
-			username = jsonField(b, m.field)
-		}
-	case ct == "multipart/form-data":
-		_ = r.ParseMultipartForm(m.maxBody)
-	default:
-		_ = r.ParseForm()
-	}
-	if body != nil && body.tooLarge {
-		return "", true
-	}
-	if m.getUsername != nil {
-		return m.getUsername(r), false
-	}
-	if username == "" && len(r.Form[m.field]) > 0 {
-		username = r.Form[m.field][0]
-	}
-	return username, false
-}
-
-// boundedBody notes that its http.MaxBytesReader hit the bound, whatever a
-// parser makes of the error.
-type boundedBody struct {
-	io.ReadCloser
-	tooLarge bool
-}
-
-func (b *boundedBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if err != nil && err != io.EOF {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			b.tooLarge = true
-		}
-	}
-	return n, err
 }
 
 // mediaType returns the media type of a Content-Type value, lower-cased,
@@ -296,39 +252,6 @@ func mediaType(v string) string {
 // application/*+json.
 func isJSONType(ct string) bool {
 	return ct == "application/json" || (strings.HasPrefix(ct, "application/") && strings.HasSuffix(ct, "+json"))
-}
-
-// jsonField returns the string value of the top-level member field of a
-// JSON object, matched as encoding/json matches struct fields (an exact or
-// case-insensitive name; the last matching member wins), so that the
-// handler and the middleware always see the same username. Anything else
-// (not an object, not a string, malformed) gives "".
-func jsonField(body []byte, field string) string {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return ""
-	}
-	var found string
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return found
-		}
-		key, _ := t.(string)
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return found
-		}
-		if key == field || strings.EqualFold(key, field) {
-			var s string
-			if json.Unmarshal(raw, &s) == nil {
-				found = s
-			} else {
-				found = ""
-			}
-		}
-	}
-	return found
 }
 
 // classify reports whether a POST answered with status and header failed,
@@ -354,19 +277,7 @@ func (m *Middleware) classify(status int, header http.Header) bool {
 
 // tooLarge answers a POST whose body passed the bound.
 func (m *Middleware) tooLarge(w http.ResponseWriter, r *http.Request) {
-	h := w.Header()
-	h.Set("Cache-Control", "no-store")
-	if wantsJSON(r) {
-		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]any{
-			"error":   "request_too_large",
-			"message": "The request body is too large.",
-		})
-		return
-	}
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(http.StatusRequestEntityTooLarge)
-	_, _ = io.WriteString(w, "Request body too large.\n")
+	m.plain(w, r, http.StatusRequestEntityTooLarge, "refused", "request_too_large", "The request body is too large.")
 }
 
 // Report values.
@@ -417,6 +328,7 @@ type watchWriter struct {
 	a      *Attempt
 	l      Login
 	ctx    context.Context
+	info   LoginInfo
 	state  atomic.Int32
 	report atomic.Int32
 }

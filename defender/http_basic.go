@@ -7,7 +7,8 @@ import (
 )
 
 // BasicVerifier checks HTTP Basic credentials: it reports whether password
-// is right for username. It must not log or keep the password.
+// is right for username, which is in canonical form (CanonicalUsername, then
+// the Resolver). It must not log or keep the password.
 type BasicVerifier func(ctx context.Context, username, password string) bool
 
 // BasicAuth returns middleware for an API authenticated by HTTP Basic
@@ -20,7 +21,11 @@ type BasicVerifier func(ctx context.Context, username, password string) bool
 // blocked the client. A request without credentials is checked (a blocked
 // IP is locked out) but not counted, and answered 401. verify runs only for
 // an allowed attempt; a panic in it settles the attempt as failed and
-// propagates. realm may be empty ("restricted").
+// propagates. realm may be empty ("restricted"). verify receives the
+// canonical username (Defender.Canonical of the one sent, the identity that
+// is counted), so that the account it checks is the one counted; next finds
+// the authenticated username with LoginFrom. A request with several
+// Authorization headers is refused (ErrAmbiguousLogin).
 func (m *Middleware) BasicAuth(realm string, verify BasicVerifier) func(http.Handler) http.Handler {
 	if verify == nil {
 		panic("defender: Middleware.BasicAuth with a nil verifier")
@@ -32,6 +37,11 @@ func (m *Middleware) BasicAuth(realm string, verify BasicVerifier) func(http.Han
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			ctx := r.Context()
+			if len(r.Header.Values("Authorization")) > 1 {
+				l := m.login(r, "")
+				m.refuse(w, r, m.d.Refuse(ctx, l, ambiguous("several Authorization headers")), l)
+				return
+			}
 			username, password, ok := r.BasicAuth()
 			if !ok {
 				l := m.login(r, "")
@@ -55,11 +65,12 @@ func (m *Middleware) BasicAuth(realm string, verify BasicVerifier) func(http.Han
 					a.Failed(settle) // verify panicked
 				}
 			}()
-			good := verify(ctx, username, password)
+			good := verify(ctx, a.Username(), password)
 			settled = true
 			if good {
 				a.Succeeded(settle)
-				next.ServeHTTP(w, r)
+				info := &LoginInfo{Username: TrimUsername(username), Canonical: a.Username()}
+				next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, reportKey{}, info)))
 				return
 			}
 			if dec := a.Failed(settle); dec.Verdict == Locked {

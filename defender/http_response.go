@@ -2,6 +2,7 @@ package defender
 
 import (
 	"bytes"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"html/template"
@@ -159,22 +160,31 @@ func (m *Middleware) refuse(w http.ResponseWriter, r *http.Request, dec Decision
 	switch dec.Verdict {
 	case Allow:
 		return
+	case Abandoned:
+		// The client is gone: nobody reads this; 499 as nginx logs it.
+		h.Set(ReasonHeader, "abandoned")
+		w.WriteHeader(499)
+		return
 	case Unavailable:
 		m.log.LogAttrs(r.Context(), slog.LevelWarn, "defender: store unavailable, login refused",
 			slog.String("ip", l.IP.String()), slog.String("path", l.Path),
 			slog.String("fail_mode", string(dec.FailMode)), slog.Any("error", dec.Err))
-		h.Set("Cache-Control", "no-store")
-		if wantsJSON(r) {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{
-				"error":   "unavailable",
-				"message": "Login is temporarily unavailable. Please try again later.",
-			})
-			return
+		m.plain(w, r, http.StatusServiceUnavailable, "unavailable", "unavailable",
+			"Login is temporarily unavailable. Please try again later.")
+		return
+	case Shed:
+		h.Set("Retry-After", strconv.FormatInt(max(1, ceilSeconds(dec.RetryAfter)), 10))
+		m.plain(w, r, http.StatusServiceUnavailable, "shed", "overloaded",
+			"Too many logins are being checked right now. Please try again in a moment.")
+		return
+	case Refused:
+		m.log.LogAttrs(r.Context(), slog.LevelInfo, "defender: login request refused",
+			slog.String("ip", l.IP.String()), slog.String("path", l.Path), slog.Any("reason", dec.Err))
+		msg := "The login request is ambiguous or malformed."
+		if errors.Is(dec.Err, ErrUsernameTooLong) {
+			msg = "The username is too long."
 		}
-		h.Set("Content-Type", "text/plain; charset=utf-8")
-		h.Set("X-Content-Type-Options", "nosniff")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = io.WriteString(w, "Login is temporarily unavailable. Please try again later.\n")
+		m.plain(w, r, http.StatusBadRequest, "refused", "bad_request", msg)
 		return
 	}
 
@@ -186,6 +196,7 @@ func (m *Middleware) refuse(w http.ResponseWriter, r *http.Request, dec Decision
 		slog.Int64("seconds_remaining", secondsRemaining(dec)), slog.String("path", l.Path))
 	p := &m.page
 	h.Set("Cache-Control", "no-store")
+	h.Set(ReasonHeader, "locked")
 	retry := secondsRemaining(dec)
 	if wantsJSON(r) {
 		if !dec.Permanent {
@@ -228,6 +239,30 @@ func (m *Middleware) refuse(w http.ResponseWriter, r *http.Request, dec Decision
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(buf.Bytes())
 	}
+}
+
+// ReasonHeader is the response header that names why defender answered a
+// request itself instead of the handler: "locked", "unavailable" (the
+// store is down, fail mode closed), "shed" (admission control), "refused"
+// (an ambiguous or malformed login) or "abandoned". Load tests and proxies
+// can tell these apart; it never says whether an account exists.
+const ReasonHeader = "X-Defender-Reason"
+
+// plain answers a refusal that is not a lockout: JSON ({"error":code,
+// "message":msg}) for JSON clients, text otherwise; no-store, with
+// ReasonHeader set to reason.
+func (m *Middleware) plain(w http.ResponseWriter, r *http.Request, status int, reason, code, msg string) {
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set(ReasonHeader, reason)
+	if wantsJSON(r) {
+		writeJSON(w, status, map[string]any{"error": code, "message": msg})
+		return
+	}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, msg+"\n")
 }
 
 // writeJSON writes v as the JSON body of a response with status.

@@ -156,17 +156,23 @@ func demoLogin(field string) http.Handler {
 			fmt.Fprint(w, `<form method="post">login form</form>`)
 			return
 		}
-		var user, pass string
+		// The username is the one the middleware counted (LoginFrom),
+		// looked up in canonical form; only the password is read here.
+		info, _ := defender.LoginFrom(r)
+		user := info.Canonical
+		var pass string
 		isJSON := strings.HasPrefix(r.Header.Get("Content-Type"), "application/json")
 		if isJSON {
-			var body map[string]string
+			var body struct {
+				Password string `json:"password"`
+			}
 			if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
 				http.Error(w, "bad json", http.StatusBadRequest)
 				return
 			}
-			user, pass = body[field], body["password"]
+			pass = body.Password
 		} else {
-			user, pass = r.FormValue(field), r.FormValue("password")
+			pass = r.PostFormValue("password")
 		}
 		if p, ok := users[user]; ok && p == pass {
 			http.SetCookie(w, &http.Cookie{Name: "session", Value: "s-" + user})
@@ -324,12 +330,12 @@ func TestDemoLoginRows(t *testing.T) {
 		f.clock.Advance(100 * time.Second)
 		assertLocked(t, f.do(req{}), "200")                                   // GET
 		assertLocked(t, f.do(req{form: login("alice", "wonderland")}), "200") // right password, not verified
-		assertLocked(t, f.do(req{method: http.MethodPut}), "200")
+		assertLocked(t, f.do(req{method: http.MethodPut}), "200") // an attempt too: counted as locked
 		f.clock.Advance(199*time.Second + 500*time.Millisecond)
 		assertLocked(t, f.do(req{}), "1") // rounded up
 		f.clock.Advance(time.Second)
 		assertStatus(t, f.do(req{form: login("alice", "wonderland")}), http.StatusSeeOther)
-		if got := f.audit.outcomes(); got != "ffflls" {
+		if got := f.audit.outcomes(); got != "fffllls" {
 			t.Fatalf("outcomes %q", got)
 		}
 		if !strings.Contains(f.logs.String(), "defender: locked") {
@@ -708,14 +714,8 @@ func TestBodies(t *testing.T) {
 		{"json", nil, req{json: map[string]any{"username": "alice", "password": "x"}}, "alice"},
 		{"json upper-case type", nil, req{body: strings.NewReader(`{"username":"alice"}`), ctype: "Application/JSON; charset=utf-8"}, "alice"},
 		{"json +json type", nil, req{body: strings.NewReader(`{"username":"alice"}`), ctype: "application/vnd.api+json"}, "alice"},
-		{"json key case-insensitive, as encoding/json", nil, req{body: strings.NewReader(`{"UserName":"alice"}`), ctype: "application/json"}, "alice"},
-		{"json last member wins", nil, req{body: strings.NewReader(`{"username":"bob","USERNAME":"alice"}`), ctype: "application/json"}, "alice"},
 		{"json other members skipped", nil, req{body: strings.NewReader(`{"a":{"username":"x"},"b":[1,2],"username":"alice"}`), ctype: "application/json"}, "alice"},
-		{"json not a string", nil, req{body: strings.NewReader(`{"username":42}`), ctype: "application/json"}, ""},
-		{"json not an object", nil, req{body: strings.NewReader(`["alice"]`), ctype: "application/json"}, ""},
-		{"json malformed", nil, req{body: strings.NewReader(`{"username":"alice",`), ctype: "application/json"}, "alice"},
-		{"json malformed value", nil, req{body: strings.NewReader(`{"username":"alice","x":tru}`), ctype: "application/json"}, "alice"},
-		{"json empty", nil, req{body: strings.NewReader(``), ctype: "application/json"}, ""},
+		{"json empty object", nil, req{body: strings.NewReader(`{}`), ctype: "application/json"}, ""},
 		{"json escapes", nil, req{body: strings.NewReader(`{"username":"\u0061lice"}`), ctype: "application/json"}, "alice"},
 		{"custom field", &defender.MiddlewareOptions{UsernameField: "email"},
 			req{form: url.Values{"email": {"a@example.com"}}}, "a@example.com"},
@@ -729,7 +729,7 @@ func TestBodies(t *testing.T) {
 			_ = json.NewDecoder(r.Body).Decode(&v)
 			return v.Login
 		}}, req{json: map[string]string{"login": "alice"}}, "alice"},
-		{"text body ignored", nil, req{body: strings.NewReader("username=alice"), ctype: "text/plain"}, ""},
+		{"empty text body", nil, req{body: strings.NewReader(""), ctype: "text/plain"}, ""},
 		{"no body", nil, req{method: "POST"}, ""},
 	}
 	for _, tt := range tests {
@@ -837,13 +837,22 @@ func TestLargeBody(t *testing.T) {
 	})
 }
 
-// TestOtherBodiesUntouched: a body the middleware does not read is not
-// bounded either: the handler gets it whole.
+// TestOtherBodiesUntouched: a body of a media type the middleware does not
+// read is refused (it could name a username the middleware cannot see),
+// unless GetUsername names the identity: then it is not bounded either and
+// the handler gets it whole.
 func TestOtherBodiesUntouched(t *testing.T) {
 	var n int64
-	f := newFixture(t, fixtureOpts{handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n, _ = io.Copy(io.Discard, r.Body)
-	})})
+	})
+	f := newFixture(t, fixtureOpts{handler: h})
+	w := f.do(req{body: strings.NewReader(strings.Repeat("x", 1<<20)), ctype: "application/xml"})
+	assertStatus(t, w, http.StatusBadRequest)
+	if n != 0 || w.Header().Get(defender.ReasonHeader) != "refused" {
+		t.Fatalf("handler read %d bytes; reason %q", n, w.Header().Get(defender.ReasonHeader))
+	}
+	f = newFixture(t, fixtureOpts{handler: h, mw: &defender.MiddlewareOptions{GetUsername: func(r *http.Request) string { return "alice" }}})
 	f.do(req{body: strings.NewReader(strings.Repeat("x", 1<<20)), ctype: "application/xml"})
 	if n != 1<<20 {
 		t.Fatalf("handler read %d bytes", n)

@@ -3,7 +3,6 @@ package defender
 import (
 	"strings"
 	"testing"
-	"unicode/utf8"
 
 	"github.com/go-defender/defender/backend"
 )
@@ -94,49 +93,3 @@ func FuzzKeys(f *testing.F) {
 	})
 }
 
-func TestCanonicalUsername(t *testing.T) {
-	for in, want := range map[string]string{
-		"alice":         "alice",
-		"Alice":         "alice",
-		" alice ":       "alice",
-		"ALICE":         "alice",
-		"ａｌｉｃｅ":         "alice",
-		"\u00a0alice\t": "alice",
-		"Straße":        "strasse",
-		"ǅ":             "dž",
-		"":              "",
-		"   ":           "",
-		"Ω":             "ω",
-		"ﬁle":           "file",
-		"a\x00b":        "a\x00b",
-	} {
-		if got := CanonicalUsername(in); got != want {
-			t.Errorf("CanonicalUsername(%q) = %q, want %q", in, got, want)
-		}
-	}
-	long := strings.Repeat("é", MaxUsernameBytes)
-	if got := CanonicalUsername(long); len(got) > MaxUsernameBytes || !utf8.ValidString(got) {
-		t.Errorf("long username not bounded on a rune boundary: %d bytes", len(got))
-	}
-	if got := TrimUsername("  Bob\n"); got != "Bob" {
-		t.Errorf("TrimUsername = %q", got)
-	}
-	if got := TrimUsername(long); len(got) > MaxUsernameBytes || !utf8.ValidString(got) {
-		t.Errorf("TrimUsername not bounded")
-	}
-}
-
-func FuzzCanonicalUsername(f *testing.F) {
-	for _, s := range []string{"Alice", " ａｌｉｃｅ ", "Straße", "ǅ", "\u0345", "ﬃ", "İ", "\u1e9e", "a\u0301"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		c := CanonicalUsername(s)
-		if c2 := CanonicalUsername(c); c2 != c {
-			t.Fatalf("not idempotent: %q -> %q -> %q", s, c, c2)
-		}
-		if len(c) > 4*MaxUsernameBytes {
-			t.Fatalf("unbounded: %d bytes", len(c))
-		}
-	})
-}

@@ -38,9 +38,23 @@ const (
 	// Unavailable: the store failed and the fail mode is closed; answer 503
 	// without verifying the password.
 	Unavailable
+	// Refused: the login is malformed or ambiguous (a username over
+	// MaxUsernameBytes, or a request the middleware cannot read one
+	// username from); answer 400 without verifying the password. It was
+	// counted as a failure of the client's IP (see Defender.Refuse).
+	Refused
+	// Abandoned: the caller's context ended (the client went away) before
+	// the decision; do not verify the password. Nothing stays counted and
+	// no fail mode applied: a client hanging up is not a store outage.
+	Abandoned
+	// Shed: the password check was not admitted because too many are
+	// running (see MiddlewareOptions.Admission); answer 503 with
+	// Retry-After. Nothing stays counted.
+	Shed
 )
 
-// String returns "allow", "locked" or "unavailable".
+// String returns "allow", "locked", "unavailable", "refused", "abandoned"
+// or "shed".
 func (v Verdict) String() string {
 	switch v {
 	case Allow:
@@ -49,6 +63,12 @@ func (v Verdict) String() string {
 		return "locked"
 	case Unavailable:
 		return "unavailable"
+	case Refused:
+		return "refused"
+	case Abandoned:
+		return "abandoned"
+	case Shed:
+		return "shed"
 	}
 	return "verdict(?)"
 }

@@ -129,6 +129,7 @@ type Store struct {
 
 	closed    atomic.Bool
 	evictions atomic.Uint64
+	blockMu   sync.Mutex // serialises conditional (IfAbsent) blocks
 	expiredN  atomic.Uint64
 	fullN     atomic.Uint64
 	lastEvict atomic.Int64 // real unix nanos of the last eviction
@@ -734,6 +735,15 @@ func (s *Store) Block(ctx context.Context, req backend.BlockRequest) (backend.Bl
 		return backend.BlockResult{}, err
 	}
 	now := s.now()
+	if req.IfAbsent {
+		// Conditional blocks are serialised, so that the check and the
+		// block are atomic for them (blocks are rare: one lock is enough).
+		s.blockMu.Lock()
+		defer s.blockMu.Unlock()
+		if e, err := s.lookup(req.BlockKey, now); err == nil && e.Found {
+			return backend.BlockResult{Duration: e.TTL, Existing: true}, nil
+		}
+	}
 	lockouts, err := s.incr(req.LockoutsKey, 1, req.Window, now, kindPinned)
 	if err != nil {
 		return backend.BlockResult{}, err

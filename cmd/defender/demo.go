@@ -68,7 +68,7 @@ func randomPassword() string {
 // demoSite is the login site: users with bcrypt hashes and in-memory
 // sessions.
 type demoSite struct {
-	users     map[string][]byte // lower-cased username -> bcrypt hash
+	users     map[string][]byte // canonical username -> bcrypt hash
 	dummy     []byte            // hash compared for unknown users (same cost)
 	field     string            // the username form/JSON field
 	protected bool
@@ -109,28 +109,42 @@ func (s *demoSite) home(w http.ResponseWriter, r *http.Request) {
 	s.render(w, http.StatusOK, "home.html", map[string]any{"User": user, "Protected": s.protected})
 }
 
-// credentials reads the username and password from a form or JSON body.
+// credentials returns the username and the password of a login. Under
+// defender, the username is the one the middleware read and counted
+// (defender.LoginFrom): the site never parses it again, so that the name it
+// authenticates is exactly the name that is counted. Only the password is
+// read here, from the form or the JSON body. The unprotected site
+// (--no-defender) reads both itself.
 func (s *demoSite) credentials(r *http.Request) (user, pw string, isJSON bool, err error) {
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if ct == "application/json" {
+	isJSON = ct == "application/json"
+	info, counted := defender.LoginFrom(r)
+	if isJSON {
 		var body map[string]any
 		if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&body); err != nil {
 			return "", "", true, err
 		}
-		u, _ := body[s.field].(string)
-		p, _ := body["password"].(string)
-		return u, p, true, nil
+		user, _ = body[s.field].(string)
+		pw, _ = body["password"].(string)
+	} else {
+		r.Body = http.MaxBytesReader(nil, r.Body, 64<<10)
+		if err := r.ParseForm(); err != nil {
+			return "", "", false, err
+		}
+		user, pw = r.PostFormValue(s.field), r.PostFormValue("password")
 	}
-	r.Body = http.MaxBytesReader(nil, r.Body, 64<<10)
-	if err := r.ParseForm(); err != nil {
-		return "", "", false, err
+	if counted {
+		user = info.Username
 	}
-	return r.PostFormValue(s.field), r.PostFormValue("password"), false, nil
+	return user, pw, isJSON, nil
 }
 
-// verify checks the password with bcrypt; unknown users cost the same.
+// verify checks the password with bcrypt, looking the user up by the
+// canonical form of the name (defender.CanonicalUsername): "Alice",
+// "ALICE" and "ａｌｉｃｅ" are alice, as defender counts them. Unknown users
+// cost the same.
 func (s *demoSite) verify(user, pw string) bool {
-	hash, ok := s.users[strings.ToLower(strings.TrimSpace(user))]
+	hash, ok := s.users[defender.CanonicalUsername(user)]
 	if !ok {
 		_ = bcrypt.CompareHashAndPassword(s.dummy, []byte(pw))
 		return false
@@ -174,14 +188,14 @@ func (s *demoSite) login(w http.ResponseWriter, r *http.Request) {
 	defender.ReportSuccess(r)
 	token := rand.Text()
 	s.mu.Lock()
-	s.sessions[token] = strings.TrimSpace(user)
+	s.sessions[token] = defender.TrimUsername(user)
 	s.mu.Unlock()
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: token, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	w.Header().Set("Location", "/")
 	if isJSON {
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		w.WriteHeader(http.StatusSeeOther)
-		json.NewEncoder(w).Encode(map[string]any{"ok": true, "username": strings.TrimSpace(user)})
+		json.NewEncoder(w).Encode(map[string]any{"ok": true, "username": defender.TrimUsername(user)})
 		return
 	}
 	w.WriteHeader(http.StatusSeeOther)
@@ -233,7 +247,7 @@ func (s *demoSite) hashPasswords(creds []cred) error {
 		case r.user == "":
 			s.dummy = r.hash
 		default:
-			s.users[strings.ToLower(r.user)] = r.hash
+			s.users[defender.CanonicalUsername(r.user)] = r.hash
 		}
 	}
 	return first

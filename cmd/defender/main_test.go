@@ -26,6 +26,12 @@ import (
 var bin string
 
 func TestMain(m *testing.M) {
+	if b := os.Getenv("DEFENDER_TEST_BIN"); b != "" {
+		// A prebuilt binary, e.g. an older version, to show that a test
+		// fails there.
+		bin = b
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "defender-cli-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
