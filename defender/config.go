@@ -366,7 +366,9 @@ func CheckSettingNames(names []string) error {
 // closestSetting returns the setting whose name is the fewest edits away
 // from name, underscores ignored.
 func closestSetting(name string) string {
-	squash := func(s string) string { return strings.ReplaceAll(strings.TrimPrefix(strings.ToUpper(s), "DEFENDER_"), "_", "") }
+	squash := func(s string) string {
+		return strings.ReplaceAll(strings.TrimPrefix(strings.ToUpper(s), "DEFENDER_"), "_", "")
+	}
 	best, bestD := "", -1
 	for _, s := range settingNames {
 		if d := editDistance(squash(name), squash(s)); bestD < 0 || d < bestD {

@@ -2,8 +2,8 @@ package defender
 
 import (
 	"bytes"
-	"errors"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
 	"io"

@@ -330,7 +330,7 @@ func TestDemoLoginRows(t *testing.T) {
 		f.clock.Advance(100 * time.Second)
 		assertLocked(t, f.do(req{}), "200")                                   // GET
 		assertLocked(t, f.do(req{form: login("alice", "wonderland")}), "200") // right password, not verified
-		assertLocked(t, f.do(req{method: http.MethodPut}), "200") // an attempt too: counted as locked
+		assertLocked(t, f.do(req{method: http.MethodPut}), "200")             // an attempt too: counted as locked
 		f.clock.Advance(199*time.Second + 500*time.Millisecond)
 		assertLocked(t, f.do(req{}), "1") // rounded up
 		f.clock.Advance(time.Second)

@@ -92,4 +92,3 @@ func FuzzKeys(f *testing.F) {
 		}
 	})
 }
-

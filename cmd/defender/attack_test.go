@@ -252,4 +252,3 @@ func TestAttackMisspeltSetting(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
 	}
 }
-
