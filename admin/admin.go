@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"html/template"
 	"io"
-	"io/fs"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -80,20 +79,16 @@ type Options struct {
 	Now func() time.Time
 }
 
-//go:embed assets
-var assets embed.FS
-
 //go:embed templates/*.html
 var templateFS embed.FS
 
 type handler struct {
-	d     *defender.Defender
-	opts  Options
-	log   *slog.Logger
-	cop   *http.CrossOriginProtection
-	tmpl  *template.Template
-	files http.Handler
-	mux   *http.ServeMux
+	d    *defender.Defender
+	opts Options
+	log  *slog.Logger
+	cop  *http.CrossOriginProtection
+	tmpl *template.Template
+	mux  *http.ServeMux
 }
 
 // New returns the admin handler for d. It serves, relative to where it is
@@ -146,12 +141,9 @@ func New(d *defender.Defender, opts Options) (http.Handler, error) {
 		return nil, fmt.Errorf("admin: templates: %w", err)
 	}
 	h.tmpl = t
-	sub, _ := fs.Sub(assets, "assets")
-	h.files = http.StripPrefix("/assets/", http.FileServerFS(sub))
-
 	mux := http.NewServeMux()
 	mux.HandleFunc("/{$}", h.index)
-	mux.Handle("/assets/", h.files)
+	h.handleAssets(mux)
 	mux.HandleFunc("/api/blocks", h.apiBlocks)
 	mux.HandleFunc("/api/attempts", h.apiAttempts)
 	mux.Handle("/api/unblock", h.postOnly(h.apiUnblock))
@@ -181,6 +173,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, http.StatusUnauthorized, "authentication required")
 		return
 	}
+	if mountRedirect(w, r) {
+		return
+	}
 	// Mounted with StripPrefix("/x/") the index arrives as "".
 	if r.URL.Path == "" || r.URL.Path[0] != '/' {
 		r2 := new(http.Request)
@@ -189,6 +184,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		u.Path = "/" + u.Path
 		r2.URL = &u
 		r = r2
+	}
+	// No redirect may leave the mount point: a path the mux would clean
+	// (and redirect to, losing the prefix StripPrefix removed) is a 404.
+	if !cleanPath(r.URL.Path) || !cleanPath(r.URL.EscapedPath()) {
+		h.fail(w, r, http.StatusNotFound, "not found")
+		return
 	}
 	h.mux.ServeHTTP(w, r)
 }
@@ -291,40 +292,6 @@ func (h *handler) apiBlocks(w http.ResponseWriter, r *http.Request) {
 		blocks = []defender.BlockInfo{}
 	}
 	writeJSON(w, http.StatusOK, blocksPage{Blocks: blocks, Next: next})
-}
-
-// attemptsPage is the JSON of api/attempts.
-type attemptsPage struct {
-	Attempts []auditlog.Record `json:"attempts"`
-}
-
-func (h *handler) apiAttempts(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		h.fail(w, r, http.StatusMethodNotAllowed, "method not allowed: use GET")
-		return
-	}
-	if h.opts.Attempts == nil {
-		h.fail(w, r, http.StatusNotFound, "no audit log configured (DEFENDER_AUDIT_URL)")
-		return
-	}
-	limit, err := limitParam(r, DefaultAttempts, MaxPageSize)
-	if err != nil {
-		h.fail(w, r, http.StatusBadRequest, err.Error())
-		return
-	}
-	q := r.URL.Query()
-	recs, err := h.opts.Attempts.Query(r.Context(), auditlog.Filter{
-		IP: strings.TrimSpace(q.Get("ip")), Username: strings.TrimSpace(q.Get("username")), Limit: limit})
-	if err != nil {
-		h.log.Error("defender admin: audit query failed", "err", err)
-		h.fail(w, r, http.StatusServiceUnavailable, "audit log unavailable, try again")
-		return
-	}
-	if recs == nil {
-		recs = []auditlog.Record{}
-	}
-	writeJSON(w, http.StatusOK, attemptsPage{Attempts: recs})
 }
 
 // target is one identity to unblock.
