@@ -50,7 +50,9 @@ const ContentSecurityPolicy = "default-src 'none'; style-src 'self'; script-src 
 
 // AttemptSource is the part of an audit sink that the admin reads; every
 // auditlog.Sink is one. Query returns the records matching the filter (IP
-// and username compared exactly), newest first, at most Filter.Limit.
+// compared exactly, username as auditlog.Filter.Username says: the
+// canonical name, or the typed one for records without it), newest first,
+// at most Filter.Limit.
 type AttemptSource interface {
 	Query(ctx context.Context, f auditlog.Filter) ([]auditlog.Record, error)
 }
@@ -97,9 +99,10 @@ type handler struct {
 //	GET  /                 the HTML page: blocks (one page) and recent attempts
 //	POST /unblock          unblock from the page's forms (303 back to the page)
 //	GET  /api/blocks       JSON: {"blocks":[...],"next":"cursor"} (?cursor=&limit=)
-//	GET  /api/attempts     JSON: {"attempts":[...]} (?ip=&username=&limit=)
+//	GET  /api/attempts     JSON: {"attempts":[...]} (?ip=&username=&limit=; username by canonical name)
 //	POST /api/unblock      form or JSON: ip | username | pair_ip+pair_username
-//	GET  /assets/...       the embedded stylesheet and script
+//	GET  /assets/admin.css the embedded stylesheet and script (exact paths)
+//	GET  /assets/admin.js
 //
 // Every response carries Cache-Control: no-store, ContentSecurityPolicy,
 // X-Frame-Options: DENY, X-Content-Type-Options: nosniff and
