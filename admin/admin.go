@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"html/template"
 	"io"
-	"io/fs"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -51,7 +50,9 @@ const ContentSecurityPolicy = "default-src 'none'; style-src 'self'; script-src 
 
 // AttemptSource is the part of an audit sink that the admin reads; every
 // auditlog.Sink is one. Query returns the records matching the filter (IP
-// and username compared exactly), newest first, at most Filter.Limit.
+// compared exactly, username as auditlog.Filter.Username says: the
+// canonical name, or the typed one for records without it), newest first,
+// at most Filter.Limit.
 type AttemptSource interface {
 	Query(ctx context.Context, f auditlog.Filter) ([]auditlog.Record, error)
 }
@@ -80,9 +81,6 @@ type Options struct {
 	Now func() time.Time
 }
 
-//go:embed assets
-var assets embed.FS
-
 //go:embed templates/*.html
 var templateFS embed.FS
 
@@ -93,7 +91,6 @@ type handler struct {
 	log     *slog.Logger
 	cop     *http.CrossOriginProtection
 	tmpl    *template.Template
-	files   http.Handler
 	mux     *http.ServeMux
 }
 
@@ -103,9 +100,10 @@ type handler struct {
 //	GET  /                 the HTML page: blocks (one page) and recent attempts
 //	POST /unblock          unblock from the page's forms (303 back to the page)
 //	GET  /api/blocks       JSON: {"blocks":[...],"next":"cursor"} (?cursor=&limit=)
-//	GET  /api/attempts     JSON: {"attempts":[...]} (?ip=&username=&limit=)
+//	GET  /api/attempts     JSON: {"attempts":[...]} (?ip=&username=&limit=; username by canonical name)
 //	POST /api/unblock      form or JSON: ip | username | pair_ip+pair_username
-//	GET  /assets/...       the embedded stylesheet and script
+//	GET  /assets/admin.css the embedded stylesheet and script (exact paths)
+//	GET  /assets/admin.js
 //
 // Every response carries Cache-Control: no-store, ContentSecurityPolicy,
 // X-Frame-Options: DENY, X-Content-Type-Options: nosniff and
@@ -152,12 +150,9 @@ func New(d *defender.Defender, opts Options) (http.Handler, error) {
 		return nil, fmt.Errorf("admin: templates: %w", err)
 	}
 	h.tmpl = t
-	sub, _ := fs.Sub(assets, "assets")
-	h.files = http.StripPrefix("/assets/", http.FileServerFS(sub))
-
 	mux := http.NewServeMux()
 	mux.HandleFunc("/{$}", h.index)
-	mux.Handle("/assets/", h.files)
+	h.handleAssets(mux)
 	mux.HandleFunc("/api/blocks", h.apiBlocks)
 	mux.HandleFunc("/api/attempts", h.apiAttempts)
 	mux.Handle("/api/unblock", h.postOnly(h.apiUnblock))
@@ -181,6 +176,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !h.signIn(w, r) {
 		return
 	}
+	if mountRedirect(w, r) {
+		return
+	}
 	// Mounted with StripPrefix("/x/") the index arrives as "".
 	if r.URL.Path == "" || r.URL.Path[0] != '/' {
 		r2 := new(http.Request)
@@ -189,6 +187,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		u.Path = "/" + u.Path
 		r2.URL = &u
 		r = r2
+	}
+	// No redirect may leave the mount point: a path the mux would clean
+	// (and redirect to, losing the prefix StripPrefix removed) is a 404.
+	if !cleanPath(r.URL.Path) || !cleanPath(r.URL.EscapedPath()) {
+		h.fail(w, r, http.StatusNotFound, "not found")
+		return
 	}
 	h.mux.ServeHTTP(w, r)
 }
@@ -357,40 +361,6 @@ func (h *handler) apiBlocks(w http.ResponseWriter, r *http.Request) {
 		blocks = []defender.BlockInfo{}
 	}
 	writeJSON(w, http.StatusOK, blocksPage{Blocks: blocks, Next: next})
-}
-
-// attemptsPage is the JSON of api/attempts.
-type attemptsPage struct {
-	Attempts []auditlog.Record `json:"attempts"`
-}
-
-func (h *handler) apiAttempts(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		h.fail(w, r, http.StatusMethodNotAllowed, "method not allowed: use GET")
-		return
-	}
-	if h.opts.Attempts == nil {
-		h.fail(w, r, http.StatusNotFound, "no audit log configured (DEFENDER_AUDIT_URL)")
-		return
-	}
-	limit, err := limitParam(r, DefaultAttempts, MaxPageSize)
-	if err != nil {
-		h.fail(w, r, http.StatusBadRequest, err.Error())
-		return
-	}
-	q := r.URL.Query()
-	recs, err := h.opts.Attempts.Query(r.Context(), auditlog.Filter{
-		IP: strings.TrimSpace(q.Get("ip")), Username: strings.TrimSpace(q.Get("username")), Limit: limit})
-	if err != nil {
-		h.log.Error("defender admin: audit query failed", "err", err)
-		h.fail(w, r, http.StatusServiceUnavailable, "audit log unavailable, try again")
-		return
-	}
-	if recs == nil {
-		recs = []auditlog.Record{}
-	}
-	writeJSON(w, http.StatusOK, attemptsPage{Attempts: recs})
 }
 
 // target is one identity to unblock.

@@ -31,6 +31,25 @@
 // and script, so a username such as <script>…</script> that made it into a
 // block can never run.
 //
+// # Recent attempts
+//
+// The attempts table and api/attempts search by IP (exact) and by
+// username as the lockout counts it: the search term is canonicalised
+// with Defender.Canonical (case folding, NFKC, the Resolver), so "alice"
+// finds the attempts typed "ALICE" or "ａｌｉｃｅ"; records written before
+// the audit log stored canonical names are found by their exact typed
+// name. A coalesced record (the locked attempts of one identity within a
+// window, recorded as one) shows its count as a "×37" pill, and
+// api/attempts gives every record a "count" (1 for a single attempt).
+//
+// # Mount point
+//
+// No redirect the admin emits leaves its mount point: the embedded assets
+// have exact routes (no directory, no FileServer redirects), a path that
+// http.ServeMux would clean and redirect ("//x", "/assets/../x") is a 404,
+// and the mount point without its trailing slash is redirected by a
+// relative reference ("./defender/") to the mount point with it.
+//
 // # Pagination
 //
 // Listing never loads the whole store: the page shows one page of

@@ -84,6 +84,7 @@ type pageData struct {
 	Attempts                []auditlog.Record
 	AttemptsErr             string
 	SearchIP, SearchUser    string
+	SearchCanon             string // the canonical name the username search is for
 	Searching               bool
 	PageSize, AttemptsLimit int
 	Forget                  string
@@ -169,8 +170,8 @@ func (h *handler) index(w http.ResponseWriter, r *http.Request) {
 		p.NextURL = "./?" + nq.Encode()
 	}
 	if h.opts.Attempts != nil {
-		recs, err := h.opts.Attempts.Query(r.Context(), auditlog.Filter{
-			IP: p.SearchIP, Username: p.SearchUser, Limit: DefaultAttempts})
+		recs, canon, err := h.queryAttempts(r.Context(), p.SearchIP, p.SearchUser, DefaultAttempts)
+		p.SearchCanon = canon
 		if err != nil {
 			h.log.Error("defender admin: audit query failed", "err", err)
 			p.AttemptsErr = "The audit log did not answer. Reload to try again."

@@ -5,15 +5,43 @@
 // # Records
 //
 // A Record is one classified attempt: time, client IP, username as typed
-// (trimmed, at most 255 bytes), user agent (255), path (255), HTTP Accept
-// (1025), success, whether it was locked, the fail mode that decided it
-// when the store was down, and a unique ID (NewID: time-ordered, random).
-// It never holds a password.
+// (trimmed, at most 255 bytes) and the canonical username the engine
+// counts it under, user agent (255), path (255), HTTP Accept (1025),
+// success, whether it was locked, the fail mode that decided it when the
+// store was down, and a unique ID (NewID: time-ordered, random; the Writer
+// assigns it when the caller leaves it empty). It never holds a password.
+// A coalesced record (see Coalescer) also carries Count, the number of
+// attempts it stands for, and Until, the time of the last one;
+// Record.Attempts reads the count either way.
+//
+// Filter.Username selects the records counted under a name: those whose
+// CanonicalUsername equals it, and, for records written before that field
+// existed, those whose typed Username equals it. The comparison is exact:
+// pass a canonical name (defender.Defender.Canonical) to find every
+// spelling counted against it, or a typed name to find old records.
+//
+// # Coalescing
+//
+// Under a brute-force flood nearly every request comes from a client that
+// is already blocked. A Coalescer in front of the Writer turns the locked
+// attempts (Locked && !Success) of one identity (IP, canonical username,
+// fail mode) within a window (DEFENDER_AUDIT_COALESCE_WINDOW, typically
+// 1 s) into one record with a Count, so such a flood costs one record per
+// window instead of one per request. Failures and successes are never
+// coalesced nor delayed. The Coalescer bounds its memory (MaxOpen open
+// windows; past it the oldest is emitted early) and the records a blocked
+// client can cause by rotating usernames, or a blocked username by coming
+// from many addresses (MaxFanout; past it, one overflow record per IP
+// without the username, or per username without the IP). It never drops a
+// record: every locked attempt is counted in exactly one emitted record,
+// and Close emits the open windows. Recording a repeat locked attempt does
+// not allocate.
 //
 // # Sinks
 //
 // A Sink stores records: Write a batch (idempotent by ID), Query the most
-// recent ones with simple exact-match filters, DeleteBefore a time. Sinks
+// recent ones with simple exact-match filters, DeleteBefore a time (a
+// coalesced record goes by its Time, the first attempt). Sinks
 // register a URL scheme (Register) and are opened by URL (Open):
 //
 //	file:///var/log/defender/attempts.jsonl       package auditlog/file

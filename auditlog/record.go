@@ -26,6 +26,12 @@ type Record struct {
 	IP string `json:"ip"`
 	// Username is the username as typed, trimmed, at most MaxUsername bytes.
 	Username string `json:"username"`
+	// CanonicalUsername is the name the engine counts the attempt under
+	// (defender.Defender.Canonical of Username: case-folded, NFKC, mapped
+	// by the resolver), at most MaxUsername bytes. Filter.Username is
+	// compared with it. Empty in records written before the field existed
+	// (and by engines that do not fill it): those are matched by Username.
+	CanonicalUsername string `json:"canonical_username,omitempty"`
 	// UserAgent is at most MaxUserAgent bytes.
 	UserAgent string `json:"user_agent"`
 	// Path is the request path, at most MaxPath bytes.
@@ -40,7 +46,22 @@ type Record struct {
 	// FailMode names the fail mode that decided the attempt because the
 	// store was unavailable ("open", "local", "closed"), or is empty.
 	FailMode string `json:"fail_mode,omitempty"`
+	// Count is the number of attempts the record stands for. 0 and 1 both
+	// mean one attempt (a plain record leaves it 0, so it is not written);
+	// a record coalesced by a Coalescer carries N > 1: N locked attempts of
+	// one identity, the first at Time and the last at Until, with the
+	// UserAgent, Path, Accept and typed Username of the first. Attempts
+	// returns the number either way.
+	Count int64 `json:"count,omitempty"`
+	// Until is the time of the last attempt a coalesced record counts
+	// (Count > 1), in UTC; zero for a single attempt. Cleanup and
+	// Filter.Since go by Time (the first attempt), never by Until.
+	Until time.Time `json:"until,omitzero"`
 }
+
+// Attempts returns the number of attempts r stands for: Count, or 1 when
+// Count is 0 or 1 (or negative, which the Writer never stores).
+func (r Record) Attempts() int64 { return max(r.Count, 1) }
 
 // Recorder accepts records for asynchronous delivery. Record never blocks
 // for I/O and never fails the caller: what cannot be delivered now is
@@ -66,6 +87,7 @@ func NewID(now time.Time) string {
 // boundary.
 func (r Record) Truncate() Record {
 	r.Username = truncate(r.Username, MaxUsername)
+	r.CanonicalUsername = truncate(r.CanonicalUsername, MaxUsername)
 	r.UserAgent = truncate(r.UserAgent, MaxUserAgent)
 	r.Path = truncate(r.Path, MaxPath)
 	r.Accept = truncate(r.Accept, MaxAccept)

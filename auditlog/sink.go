@@ -39,9 +39,14 @@ var (
 type Filter struct {
 	// IP, when not empty, selects records whose IP equals it exactly.
 	IP string
-	// Username, when not empty, selects records whose Username equals it
-	// exactly (byte for byte, as stored; it is data, never a pattern or an
-	// operator).
+	// Username, when not empty, selects the records counted under that
+	// username: records whose CanonicalUsername equals it, and records
+	// without a CanonicalUsername (written before the field existed) whose
+	// typed Username equals it. The comparison is exact, byte for byte, as
+	// stored (it is data, never a pattern or an operator): the caller
+	// passes an already canonical name (defender.Defender.Canonical) to
+	// find every spelling counted against it, or the exact typed name to
+	// find old records typed that way. See Record.MatchUsername.
 	Username string
 	// Since, when not zero, selects records with Time >= Since.
 	Since time.Time
@@ -56,13 +61,23 @@ func (f Filter) Match(r Record) bool {
 	if f.IP != "" && r.IP != f.IP {
 		return false
 	}
-	if f.Username != "" && r.Username != f.Username {
+	if f.Username != "" && !r.MatchUsername(f.Username) {
 		return false
 	}
 	if !f.Since.IsZero() && r.Time.Before(f.Since) {
 		return false
 	}
 	return true
+}
+
+// MatchUsername reports whether r is counted under name in the sense of
+// Filter.Username: r.CanonicalUsername == name, or, when r has no
+// CanonicalUsername, r.Username == name.
+func (r Record) MatchUsername(name string) bool {
+	if r.CanonicalUsername != "" {
+		return r.CanonicalUsername == name
+	}
+	return r.Username == name
 }
 
 // Sink stores audit records. Implementations must be safe for concurrent

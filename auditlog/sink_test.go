@@ -181,3 +181,37 @@ func TestRecordTruncate(t *testing.T) {
 		t.Errorf("NewID: %q, %q", a, b)
 	}
 }
+
+func TestFilterMatchCanonical(t *testing.T) {
+	newRec := auditlog.Record{Username: "ＡＬＩＣＥ", CanonicalUsername: "alice"}
+	oldRec := auditlog.Record{Username: "Alice"} // written before CanonicalUsername existed
+	for _, c := range []struct {
+		r    auditlog.Record
+		name string
+		want bool
+	}{
+		{newRec, "alice", true},       // by the canonical name
+		{newRec, "ＡＬＩＣＥ", false},      // never by the typed name when there is a canonical one
+		{newRec, "ALICE", false},      // the caller canonicalises; the sink compares exactly
+		{oldRec, "Alice", true},       // old records: by the exact typed name
+		{oldRec, "alice", false},      // ... only
+		{newRec, "", true},            // no username condition
+		{auditlog.Record{}, "", true}, // a record without any name
+		{auditlog.Record{}, "x", false},
+	} {
+		if got := (auditlog.Filter{Username: c.name}).Match(c.r); got != c.want {
+			t.Errorf("Filter{Username: %q}.Match(%+v) = %v, want %v", c.name, c.r, got, c.want)
+		}
+		if c.name != "" && c.r.MatchUsername(c.name) != c.want {
+			t.Errorf("MatchUsername(%q) on %+v != %v", c.name, c.r, c.want)
+		}
+	}
+	if n := (auditlog.Record{Count: 37}).Attempts(); n != 37 {
+		t.Errorf("Attempts of Count 37 = %d", n)
+	}
+	for _, c := range []int64{-1, 0, 1} {
+		if n := (auditlog.Record{Count: c}).Attempts(); n != 1 {
+			t.Errorf("Attempts of Count %d = %d, want 1", c, n)
+		}
+	}
+}

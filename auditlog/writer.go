@@ -204,10 +204,12 @@ func NewWriter(sink Sink, opts WriterOptions) (*Writer, error) {
 }
 
 // Record accepts r for delivery and returns at once. It fills in a missing
-// ID (NewID) and Time (now), replaces invalid UTF-8 with U+FFFD (so that
-// every sink stores the same string) and truncates the fields to their
-// bounds. When
-// the queue is full, r is appended to the spool (a write(2), no fsync);
+// ID (NewID, before r can be queued or spooled, so that replays carry the
+// same ID) and Time (now), converts Time and Until to UTC, turns a
+// negative Count into 0 (one attempt), replaces invalid UTF-8 with U+FFFD
+// (so that every sink stores the same string) and truncates the fields to
+// their bounds. When the queue is full, r is appended to the spool (a
+// write(2), no fsync);
 // when that fails too (spool full or broken) or the Writer is closed, r is
 // counted in Stats.Dropped and an error is logged.
 func (w *Writer) Record(r Record) {
@@ -215,10 +217,20 @@ func (w *Writer) Record(r Record) {
 		r.Time = time.Now()
 	}
 	r.Time = r.Time.UTC()
+	// The ID is assigned here, before the record can reach the queue or
+	// the spool, so that every replay of it carries the same ID (sinks are
+	// idempotent by ID). Callers may leave it empty: the engine does, so
+	// that the login path does not pay for crypto/rand.
 	if r.ID == "" {
 		r.ID = NewID(r.Time)
 	}
-	for _, f := range []*string{&r.IP, &r.Username, &r.UserAgent, &r.Path, &r.Accept, &r.FailMode} {
+	if !r.Until.IsZero() {
+		r.Until = r.Until.UTC()
+	}
+	if r.Count < 0 {
+		r.Count = 0
+	}
+	for _, f := range []*string{&r.IP, &r.Username, &r.CanonicalUsername, &r.UserAgent, &r.Path, &r.Accept, &r.FailMode} {
 		if !utf8.ValidString(*f) {
 			*f = strings.ToValidUTF8(*f, "\uFFFD")
 		}

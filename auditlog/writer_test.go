@@ -501,3 +501,76 @@ func TestWriterConcurrentRecord(t *testing.T) {
 	}
 	exactlyOnce(t, countIDs(t, e.path), ids)
 }
+
+// TestWriterAssignsIDs: records that arrive without an ID (as the engine
+// sends them) get one before they can be queued or spooled, so that a
+// record spooled while the sink is down (by the flusher, or by Record
+// itself when the queue is full) and replayed later is stored exactly
+// once, under one ID.
+func TestWriterAssignsIDs(t *testing.T) {
+	e := newFileEnv(t)
+	w := newWriter(t, e.sink, auditlog.WriterOptions{QueueSize: 8, BatchSize: 4})
+	e.down(t)
+	const n = 500
+	for i := 0; i < n; i++ {
+		r := record(i)
+		r.Username = fmt.Sprintf("user%d", i)
+		w.Record(r) // no ID
+	}
+	waitFor(t, "records spooled", func() bool { return w.Stats().Queued == 0 })
+	st := w.Stats()
+	t.Logf("spooled %d records, %d of them by Record (queue full)", st.Spooled, st.Overflowed)
+	if st.Spooled == 0 {
+		t.Fatalf("stats %+v: the test must spool", st)
+	}
+	e.up(t)
+	flush(t, w)
+	ids := countIDs(t, e.path)
+	got, err := e.sink.Query(context.Background(), auditlog.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := map[string]int{}
+	for _, r := range got {
+		users[r.Username]++
+	}
+	if len(ids) != n || len(got) != n || len(users) != n {
+		t.Errorf("%d IDs, %d records, %d usernames stored; want %d of each", len(ids), len(got), len(users), n)
+	}
+	for id, c := range ids {
+		if c != 1 || len(id) != 32 {
+			t.Errorf("ID %q stored %d times", id, c)
+		}
+	}
+}
+
+// TestWriterNewFields: the Writer sanitises CanonicalUsername like the
+// other strings, keeps Count (a negative one becomes 0: one attempt) and
+// stores Until in UTC.
+func TestWriterNewFields(t *testing.T) {
+	e := newFileEnv(t)
+	w := newWriter(t, e.sink, auditlog.WriterOptions{})
+	paris := time.FixedZone("CET", 3600)
+	at := time.Date(2026, 11, 28, 13, 0, 0, 0, paris)
+	w.Record(auditlog.Record{Time: at, Username: "A\xff", CanonicalUsername: "a\xff" + strings.Repeat("é", 200),
+		Locked: true, Count: 12, Until: at.Add(time.Second)})
+	w.Record(auditlog.Record{Time: at.Add(time.Minute), Username: "neg", Count: -5})
+	flush(t, w)
+	got, err := e.sink.Query(context.Background(), auditlog.Filter{})
+	if err != nil || len(got) != 2 {
+		t.Fatalf("Query = %v, %v", got, err)
+	}
+	if r := got[0]; r.Count != 0 || r.Attempts() != 1 {
+		t.Errorf("negative count stored as %d", r.Count)
+	}
+	r := got[1]
+	if !strings.HasPrefix(r.CanonicalUsername, "a\uFFFD") || len(r.CanonicalUsername) > auditlog.MaxUsername {
+		t.Errorf("CanonicalUsername %q (%d bytes): want U+FFFD and at most %d bytes", r.CanonicalUsername, len(r.CanonicalUsername), auditlog.MaxUsername)
+	}
+	if r.Count != 12 || !r.Until.Equal(at.Add(time.Second)) || r.Until.Location() != time.UTC {
+		t.Errorf("Count %d, Until %v; want 12 and the time in UTC", r.Count, r.Until)
+	}
+	if got, _ := e.sink.Query(context.Background(), auditlog.Filter{Username: r.CanonicalUsername}); len(got) != 1 {
+		t.Errorf("the record is not found by its canonical name")
+	}
+}

@@ -134,5 +134,13 @@
 // that reads the blocks before it increments, and more),
 // each of which fails the subtests of the rule it breaks.
 //
-// RunSink is the same kind of suite for audit sinks (auditlog.Sink).
+// RunSink is the same kind of suite for audit sinks (auditlog.Sink): the
+// round trip of every field, coalesced records (Count, Until,
+// CanonicalUsername) included; newest-first order; exact-match filters on
+// data that looks like query operators; the username filter by canonical
+// name, with old records (no canonical name) found by their typed name;
+// limits in records, not attempts; deletion by age, a coalesced record by
+// its Time; idempotence by ID; concurrent writers. Its teeth include sinks
+// that drop Count, Until or the canonical name, that match the typed name
+// only, or delete by the end of a coalesced record.
 package conformance

@@ -14,10 +14,13 @@ import (
 )
 
 // RunSink checks that the audit sinks open returns obey the auditlog.Sink
-// contract: round trip of every field, newest-first order, exact-match
-// filters (usernames that look like query operators, JSON, or contain
-// quotes, newlines and non-ASCII are data), limits, deletion by age,
-// idempotent writes by ID and concurrent writers. open must return an empty
+// contract: round trip of every field (Count, Until and CanonicalUsername
+// of coalesced records included), newest-first order, exact-match filters
+// (usernames that look like query operators, JSON, or contain quotes,
+// newlines and non-ASCII are data), the username filter by canonical name
+// with the fallback to the typed name for records without one, limits (in
+// records, whatever their Count), deletion by age (a coalesced record by
+// its Time), idempotent writes by ID and concurrent writers. open must return an empty
 // sink each time it is called (the suite closes it when the subtest ends).
 // Times are compared at millisecond precision, the coarsest a sink may
 // keep.
@@ -64,9 +67,12 @@ func runSink(t tb, open func(t tb) auditlog.Sink) {
 		{"Order", sinkOrder},
 		{"Filter/IP", sinkFilterIP},
 		{"Filter/Username", sinkFilterUsername},
+		{"Filter/Canonical", sinkFilterCanonical},
 		{"Filter/Since", sinkFilterSince},
 		{"Limit", sinkLimit},
+		{"Coalesced", sinkCoalesced},
 		{"DeleteBefore", sinkDeleteBefore},
+		{"DeleteBefore/Coalesced", sinkDeleteCoalesced},
 		{"Idempotent", sinkIdempotent},
 		{"Concurrent", sinkConcurrent},
 		{"Closed", sinkClosed},
@@ -103,9 +109,20 @@ func norm(rs []auditlog.Record) []auditlog.Record {
 	out := make([]auditlog.Record, len(rs))
 	for i, r := range rs {
 		r.Time = r.Time.UTC().Truncate(time.Millisecond)
+		if !r.Until.IsZero() {
+			r.Until = r.Until.UTC().Truncate(time.Millisecond)
+		}
 		out[i] = r
 	}
 	return out
+}
+
+// coalesced returns a record standing for n locked attempts of the
+// canonical username canon (typed as typed), from at to at+span.
+func coalesced(at time.Time, ip, typed, canon string, n int64, span time.Duration) auditlog.Record {
+	r := rec(at, ip, typed)
+	r.CanonicalUsername, r.Locked, r.Count, r.Until = canon, true, n, at.Add(span)
+	return r
 }
 
 func write(t tb, s auditlog.Sink, rs ...auditlog.Record) {
@@ -140,6 +157,9 @@ func ids(rs []auditlog.Record) string {
 	s := ""
 	for _, r := range rs {
 		s += fmt.Sprintf("\n  %s %s %q %q", r.Time.Format(time.RFC3339Nano), r.ID, r.IP, r.Username)
+		if r.CanonicalUsername != "" || r.Count != 0 || !r.Until.IsZero() {
+			s += fmt.Sprintf(" canonical %q count %d until %s", r.CanonicalUsername, r.Count, r.Until.Format(time.RFC3339Nano))
+		}
 	}
 	return s
 }
@@ -168,8 +188,13 @@ func sinkRoundTrip(t tb, s auditlog.Sink) {
 		UserAgent: "Mozilla/5.0 (X11; Linux x86_64)", Path: "/admin/login/?next=/x&y=1", Accept: "text/html,*/*;q=0.8",
 		Success: true, Locked: true, FailMode: "local"}
 	r2 := rec(at.Add(time.Millisecond), "192.0.2.1", "plain")
+	// A coalesced record: its count, canonical name and last attempt.
+	r3 := coalesced(at.Add(2*time.Millisecond), "203.0.113.7", "ＡＬＩＣＥ", "alice", 37, 987*time.Millisecond)
+	r3.FailMode = "closed"
 	write(t, s, r, r2)
-	wantRecords(t, "every field must come back as written", query(t, s, auditlog.Filter{}), []auditlog.Record{r2, r})
+	write(t, s, r3)
+	wantRecords(t, "every field must come back as written (Count, CanonicalUsername and Until included)",
+		query(t, s, auditlog.Filter{}), []auditlog.Record{r3, r2, r})
 }
 
 func sinkOrder(t tb, s auditlog.Sink) {
@@ -223,6 +248,54 @@ func sinkFilterUsername(t tb, s auditlog.Sink) {
 	wantRecords(t, "a username nobody used", query(t, s, auditlog.Filter{Username: "adm"}), nil)
 }
 
+// sinkFilterCanonical: Filter.Username selects the records whose
+// CanonicalUsername equals it, whatever their typed spelling, and the
+// records without a CanonicalUsername (written before the field existed)
+// whose typed Username equals it; never a record whose typed name matches
+// but whose canonical name differs.
+func sinkFilterCanonical(t tb, s auditlog.Sink) {
+	base := sinkBase()
+	at := func(i int) time.Time { return base.Add(time.Duration(i) * time.Second) }
+	withCanon := func(i int, ip, typed, canon string) auditlog.Record {
+		r := rec(at(i), ip, typed)
+		r.CanonicalUsername = canon
+		return r
+	}
+	alice := []auditlog.Record{
+		withCanon(0, "192.0.2.1", "alice", "alice"),
+		withCanon(1, "192.0.2.1", "ALICE", "alice"),
+		withCanon(2, "192.0.2.2", "ａｌｉｃｅ", "alice"),
+		withCanon(3, "192.0.2.2", " Alice", "alice"),
+		rec(at(4), "192.0.2.3", "alice"), // an old record, typed as the canonical name
+		coalesced(at(5), "192.0.2.4", "AliCe", "alice", 12, 900*time.Millisecond),
+	}
+	oldTyped := rec(at(6), "192.0.2.3", "ALICE") // an old record, typed otherwise
+	others := []auditlog.Record{
+		oldTyped,
+		withCanon(7, "192.0.2.1", "alice2", "alice2"),
+		withCanon(8, "192.0.2.1", "alice", "bob"), // a resolver mapped alice to bob
+		withCanon(9, "192.0.2.1", "Alic", "alic"),
+	}
+	tricky := make([]auditlog.Record, 0, len(TrickyUsernames))
+	for i, u := range TrickyUsernames {
+		tricky = append(tricky, withCanon(20+i, "198.51.100.7", "typed "+u, u))
+	}
+	write(t, s, append(append(append([]auditlog.Record{}, alice...), others...), tricky...)...)
+	wantRecords(t, "canonical name alice: every spelling counted as alice, and old records typed alice",
+		query(t, s, auditlog.Filter{Username: "alice"}), newestFirst(alice))
+	wantRecords(t, "typed name ALICE: only the old record typed so (a record whose canonical name is alice is not ALICE)",
+		query(t, s, auditlog.Filter{Username: "ALICE"}), []auditlog.Record{oldTyped})
+	wantRecords(t, "canonical name bob: the record whose typed name alice was resolved to bob",
+		query(t, s, auditlog.Filter{Username: "bob"}), []auditlog.Record{others[2]})
+	wantRecords(t, "canonical name alice from 192.0.2.2",
+		query(t, s, auditlog.Filter{Username: "alice", IP: "192.0.2.2"}), newestFirst(alice[2:4]))
+	wantRecords(t, "canonical name alice, limit 2", query(t, s, auditlog.Filter{Username: "alice", Limit: 2}), newestFirst(alice)[:2])
+	for i, u := range TrickyUsernames {
+		wantRecords(t, fmt.Sprintf("canonical name %q (exact match on the stored string)", u),
+			query(t, s, auditlog.Filter{Username: u}), []auditlog.Record{tricky[i]})
+	}
+}
+
 func sinkFilterSince(t tb, s auditlog.Sink) {
 	base := sinkBase()
 	var all []auditlog.Record
@@ -250,6 +323,33 @@ func sinkLimit(t tb, s auditlog.Sink) {
 	}
 }
 
+// sinkCoalesced: coalesced records (Count > 1) come back with their Count
+// and Until, match filters like any record, and count as one record for
+// Limit and Since (which go by Time, the first attempt).
+func sinkCoalesced(t tb, s auditlog.Sink) {
+	base := sinkBase()
+	a := coalesced(base, "203.0.113.7", "root", "root", 1000, 999*time.Millisecond)
+	b := coalesced(base.Add(time.Second), "203.0.113.7", "ROOT", "root", 2, time.Millisecond)
+	c := rec(base.Add(1500*time.Millisecond), "203.0.113.7", "root")
+	c.CanonicalUsername, c.Locked, c.Count = "root", true, 1 // 1: one attempt, as 0 is
+	d := coalesced(base.Add(2*time.Second), "203.0.113.8", "", "", 5, 500*time.Millisecond)
+	write(t, s, a, b, c, d)
+	got := query(t, s, auditlog.Filter{})
+	wantRecords(t, "coalesced records, newest first", got, []auditlog.Record{d, c, b, a})
+	var n int64
+	for _, r := range got {
+		n += r.Attempts()
+	}
+	if n != 1000+2+1+5 {
+		t.Errorf("the records stand for %d attempts, want %d (Count must be stored)", n, 1000+2+1+5)
+	}
+	wantRecords(t, "coalesced records by canonical name", query(t, s, auditlog.Filter{Username: "root"}), []auditlog.Record{c, b, a})
+	wantRecords(t, "Limit counts records, not attempts", query(t, s, auditlog.Filter{Username: "root", Limit: 2}), []auditlog.Record{c, b})
+	wantRecords(t, "Since goes by Time (the first attempt), not Until",
+		query(t, s, auditlog.Filter{Since: base.Add(500 * time.Millisecond)}), []auditlog.Record{d, c, b})
+	wantRecords(t, "a coalesced record without a username, by IP", query(t, s, auditlog.Filter{IP: "203.0.113.8"}), []auditlog.Record{d})
+}
+
 func sinkDeleteBefore(t tb, s auditlog.Sink) {
 	base := sinkBase()
 	var all []auditlog.Record
@@ -273,6 +373,27 @@ func sinkDeleteBefore(t tb, s auditlog.Sink) {
 	r := rec(base, "192.0.2.9", "after")
 	write(t, s, r)
 	wantRecords(t, "a write after DeleteBefore", query(t, s, auditlog.Filter{IP: "192.0.2.9"}), []auditlog.Record{r})
+}
+
+// sinkDeleteCoalesced: DeleteBefore treats a coalesced record by its Time
+// (the first attempt): one that started before the cutoff goes, even if it
+// ends after it, and it counts as one record removed.
+func sinkDeleteCoalesced(t tb, s auditlog.Sink) {
+	base := sinkBase()
+	cutoff := base.Add(-time.Hour)
+	spans := coalesced(cutoff.Add(-time.Second), "203.0.113.7", "root", "root", 500, 2*time.Second)
+	before := coalesced(cutoff.Add(-time.Hour), "203.0.113.7", "root", "root", 9, time.Second)
+	at := coalesced(cutoff, "203.0.113.7", "root", "root", 7, time.Second)
+	after := coalesced(cutoff.Add(time.Minute), "203.0.113.7", "root", "root", 3, time.Second)
+	write(t, s, spans, before, at, after)
+	n, err := s.DeleteBefore(sinkCtx(t), cutoff)
+	if err != nil {
+		t.Fatalf("DeleteBefore: %v", err)
+	}
+	if n != 2 {
+		t.Errorf("DeleteBefore removed %d records, want 2 (records, not attempts; by Time, not Until)", n)
+	}
+	wantRecords(t, "after DeleteBefore, coalesced records by their Time", query(t, s, auditlog.Filter{}), []auditlog.Record{after, at})
 }
 
 func sinkIdempotent(t tb, s auditlog.Sink) {

@@ -32,6 +32,14 @@ const (
 	queryTwice
 	closeFails
 	deleteOvercounts
+	dropCount         // stores every record as one attempt
+	dropUntil         // forgets the last attempt's time
+	dropCanonical     // forgets the canonical username
+	typedUsernameOnly // Filter.Username compared with the typed name (before canonical names)
+	noTypedFallback   // Filter.Username compared with CanonicalUsername only, old records lost
+	typedOrCanonical  // Filter.Username matches either name, on any record
+	deleteByUntil     // DeleteBefore by the last attempt of a coalesced record
+	limitByAttempts   // Limit counted in attempts, not records
 )
 
 type refSink struct {
@@ -84,6 +92,15 @@ outer:
 		if s.flaws&secondPrecision != 0 {
 			r.Time = r.Time.Truncate(time.Second)
 		}
+		if s.flaws&dropCount != 0 {
+			r.Count = 0
+		}
+		if s.flaws&dropUntil != 0 {
+			r.Until = time.Time{}
+		}
+		if s.flaws&dropCanonical != 0 {
+			r.CanonicalUsername = ""
+		}
 		s.recs = append(s.recs, r)
 	}
 	return nil
@@ -104,6 +121,21 @@ func (s *refSink) Query(ctx context.Context, f auditlog.Filter) ([]auditlog.Reco
 		if s.flaws&prefixUsername != 0 && strings.HasPrefix(r.Username, f.Username) {
 			m.Username = ""
 		}
+		if f.Username != "" && s.flaws&(typedUsernameOnly|noTypedFallback|typedOrCanonical) != 0 {
+			var ok bool
+			switch {
+			case s.flaws&typedUsernameOnly != 0:
+				ok = r.Username == f.Username
+			case s.flaws&noTypedFallback != 0:
+				ok = r.CanonicalUsername == f.Username
+			case s.flaws&typedOrCanonical != 0:
+				ok = r.Username == f.Username || r.CanonicalUsername == f.Username
+			}
+			if !ok {
+				continue
+			}
+			m.Username = ""
+		}
 		if m.Match(r) {
 			out = append(out, r)
 		}
@@ -116,6 +148,15 @@ func (s *refSink) Query(ctx context.Context, f auditlog.Filter) ([]auditlog.Reco
 	}
 	if f.Limit > 0 && len(out) > f.Limit && s.flaws&ignoreLimit == 0 {
 		out = out[:f.Limit]
+	}
+	if f.Limit > 0 && s.flaws&limitByAttempts != 0 {
+		var n int64
+		for i, r := range out {
+			if n += r.Attempts(); n > int64(f.Limit) {
+				out = out[:i]
+				break
+			}
+		}
 	}
 	if s.flaws&queryTwice != 0 {
 		out = append(out, out...)
@@ -135,7 +176,9 @@ func (s *refSink) DeleteBefore(ctx context.Context, t time.Time) (int64, error) 
 	var keep []auditlog.Record
 	for _, r := range s.recs {
 		if r.Time.Before(t) || (s.flaws&deleteAtCutoff != 0 && r.Time.Equal(t)) {
-			continue
+			if s.flaws&deleteByUntil == 0 || r.Until.IsZero() || r.Until.Before(t) {
+				continue
+			}
 		}
 		keep = append(keep, r)
 	}
@@ -198,6 +241,14 @@ func TestSinkTeeth(t *testing.T) {
 		{"QueryTwice", queryTwice, map[string]string{"Concurrent": "duplicated"}},
 		{"CloseFails", closeFails, map[string]string{"Closed": "Close:"}},
 		{"DeleteOvercounts", deleteOvercounts, map[string]string{"DeleteBefore": "DeleteBefore again"}},
+		{"DropCount", dropCount, map[string]string{"RoundTrip": "Count, CanonicalUsername and Until", "Coalesced": "Count must be stored"}},
+		{"DropUntil", dropUntil, map[string]string{"RoundTrip": "Count, CanonicalUsername and Until", "Coalesced": "coalesced records"}},
+		{"DropCanonical", dropCanonical, map[string]string{"RoundTrip": "every field", "Filter/Canonical": "every spelling counted as alice"}},
+		{"TypedUsernameOnly", typedUsernameOnly, map[string]string{"Filter/Canonical": "every spelling counted as alice", "Coalesced": "by canonical name"}},
+		{"NoTypedFallback", noTypedFallback, map[string]string{"Filter/Canonical": "old records typed alice", "Filter/Username": "exact match"}},
+		{"TypedOrCanonical", typedOrCanonical, map[string]string{"Filter/Canonical": "typed name ALICE"}},
+		{"DeleteByUntil", deleteByUntil, map[string]string{"DeleteBefore/Coalesced": "by Time, not Until"}},
+		{"LimitByAttempts", limitByAttempts, map[string]string{"Coalesced": "Limit counts records"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

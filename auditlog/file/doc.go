@@ -14,7 +14,11 @@
 // # Format
 //
 // Each line is a JSON object written by encoding/json (fields as in
-// auditlog.Record's JSON tags). Every string is escaped: a username holding
+// auditlog.Record's JSON tags; canonical_username, fail_mode, count and
+// until only when set, so a plain record's line is what it was before
+// those fields existed, and older lines read back as records without
+// them). Query compares Filter.Username with canonical_username, or with
+// username on lines without one, while it scans. Every string is escaped: a username holding
 // a newline and a forged record stays one string field of one line;
 // control characters, U+2028/U+2029 and <, >, & are escaped too, so a log
 // viewer never interprets them.

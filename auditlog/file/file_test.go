@@ -382,3 +382,53 @@ func TestClosedAndCanceled(t *testing.T) {
 		t.Errorf("second Close = %v", err)
 	}
 }
+
+// TestOldLinesAndNewFields: lines written before Count, Until and
+// CanonicalUsername existed are read back as records without them and
+// found by their exact typed username; a plain record's line has none of
+// the new fields (it is byte for byte what it was); a coalesced record's
+// line has them.
+func TestOldLinesAndNewFields(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "attempts.jsonl")
+	old := `{"id":"0190000000000000000000000000old1","time":"2026-11-28T12:00:00Z","ip":"192.0.2.1","username":"Alice","user_agent":"ua","path":"/login","http_accept":"*/*","login_valid":false,"locked":true}` + "\n"
+	if err := os.WriteFile(path, []byte(old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := newSink(t, path, file.Options{})
+	at := time.Date(2026, 11, 28, 12, 0, 1, 0, time.UTC)
+	plain := auditlog.Record{ID: "plain", Time: at, IP: "192.0.2.1", Username: "bob", UserAgent: "ua", Path: "/login", Accept: "*/*"}
+	flood := auditlog.Record{ID: "flood", Time: at.Add(time.Second), IP: "192.0.2.1", Username: "ALICE", CanonicalUsername: "alice",
+		Locked: true, Count: 37, Until: at.Add(1900 * time.Millisecond)}
+	if err := s.Write(ctx(t), []auditlog.Record{plain, flood}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	if len(ls) != 3 {
+		t.Fatalf("%d lines: %s", len(ls), data)
+	}
+	if want := `{"id":"plain","time":"2026-11-28T12:00:01Z","ip":"192.0.2.1","username":"bob","user_agent":"ua","path":"/login","http_accept":"*/*","login_valid":false,"locked":false}`; ls[1] != want {
+		t.Errorf("plain record line\n got %s\nwant %s", ls[1], want)
+	}
+	if want := `{"id":"flood","time":"2026-11-28T12:00:02Z","ip":"192.0.2.1","username":"ALICE","canonical_username":"alice","user_agent":"","path":"","http_accept":"","login_valid":false,"locked":true,"count":37,"until":"2026-11-28T12:00:02.9Z"}`; ls[2] != want {
+		t.Errorf("coalesced record line\n got %s\nwant %s", ls[2], want)
+	}
+	for _, c := range []struct {
+		user, want string
+	}{{"alice", "flood"}, {"Alice", "0190000000000000000000000000old1"}, {"ALICE", ""}, {"bob", "plain"}} {
+		got, err := s.Query(ctx(t), auditlog.Filter{Username: c.user})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := ""
+		for _, r := range got {
+			ids += r.ID
+		}
+		if ids != c.want {
+			t.Errorf("Query(username %q) = %q, want %q", c.user, ids, c.want)
+		}
+	}
+}

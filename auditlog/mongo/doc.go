@@ -16,8 +16,12 @@
 // record twice is a duplicate-key error, which Write ignores: replays are
 // idempotent whatever the time between them. Write uses an unordered
 // InsertMany, so one duplicate does not stop the rest of a batch. Times are
-// BSON dates: millisecond precision. Indexes: (username, time), (ip, time),
-// and time, created one at a time by the first operation that reaches the
+// BSON dates: millisecond precision. The optional fields
+// (canonical_username, count, until, fail_mode) are absent when empty, so
+// a plain record's document is as small as before they existed, and older
+// documents read back as records without them. Indexes:
+// (canonical_username, time), (username, time), (ip, time), and time,
+// created one at a time by the first operation that reaches the
 // server (creating an index that exists is a no-op). An index the server
 // refuses is logged and skipped: indexes only make queries fast, and
 // idempotence rests on _id.
@@ -40,5 +44,9 @@
 // Filters are built as bson.D documents with constant field names and the
 // Filter's strings as values under $eq, so a username such as
 // {"$ne": null} or "$where" is a string compared for equality, never an
-// operator or a document.
+// operator or a document. Filter.Username becomes
+// {$or: [{canonical_username: {$eq: u}}, {canonical_username: {$exists:
+// false}, username: {$eq: u}}]}: the canonical name, or the typed one for
+// documents written before canonical names were stored; each branch has
+// its index.
 package mongo

@@ -157,22 +157,38 @@ func New(_ context.Context, uri string, opts Options) (*Sink, error) {
 }
 
 // doc is the stored form of a record.
+// The optional fields (canonical_username, count, until) are absent when
+// empty: records of a plain attempt stay as small as before, and a record
+// written before they existed reads back the same as one without them.
 type doc struct {
 	ID        string    `bson:"_id"`
 	Time      time.Time `bson:"time"`
 	IP        string    `bson:"ip"`
 	Username  string    `bson:"username"`
+	Canonical string    `bson:"canonical_username,omitempty"`
 	UserAgent string    `bson:"user_agent"`
 	Path      string    `bson:"path"`
 	Accept    string    `bson:"http_accept"`
 	Success   bool      `bson:"login_valid"`
 	Locked    bool      `bson:"locked"`
 	FailMode  string    `bson:"fail_mode,omitempty"`
+	Count     int64     `bson:"count,omitempty"`
+	Until     time.Time `bson:"until,omitempty"`
+}
+
+func toDoc(r auditlog.Record) doc {
+	return doc{ID: r.ID, Time: r.Time, IP: r.IP, Username: r.Username, Canonical: r.CanonicalUsername, UserAgent: r.UserAgent,
+		Path: r.Path, Accept: r.Accept, Success: r.Success, Locked: r.Locked, FailMode: r.FailMode, Count: r.Count, Until: r.Until}
 }
 
 func (d doc) record() auditlog.Record {
-	return auditlog.Record{ID: d.ID, Time: d.Time.UTC(), IP: d.IP, Username: d.Username, UserAgent: d.UserAgent,
-		Path: d.Path, Accept: d.Accept, Success: d.Success, Locked: d.Locked, FailMode: d.FailMode}
+	r := auditlog.Record{ID: d.ID, Time: d.Time.UTC(), IP: d.IP, Username: d.Username, CanonicalUsername: d.Canonical,
+		UserAgent: d.UserAgent, Path: d.Path, Accept: d.Accept, Success: d.Success, Locked: d.Locked, FailMode: d.FailMode,
+		Count: d.Count}
+	if !d.Until.IsZero() {
+		r.Until = d.Until.UTC()
+	}
+	return r
 }
 
 // TTLActive reports whether the server accepted the TTL index (false until
@@ -225,6 +241,7 @@ func (s *Sink) ensureIndexes(ctx context.Context) error {
 		}
 	}
 	models := []mongo.IndexModel{
+		{Keys: bson.D{{Key: "canonical_username", Value: 1}, {Key: "time", Value: -1}}, Options: options.Index().SetName("canonical_username_time")},
 		{Keys: bson.D{{Key: "username", Value: 1}, {Key: "time", Value: -1}}, Options: options.Index().SetName("username_time")},
 		{Keys: bson.D{{Key: "ip", Value: 1}, {Key: "time", Value: -1}}, Options: options.Index().SetName("ip_time")},
 	}
@@ -269,8 +286,7 @@ func (s *Sink) Write(ctx context.Context, records []auditlog.Record) error {
 		if r.ID == "" {
 			return fmt.Errorf("%w: auditlog/mongo: record without an ID", auditlog.ErrInvalidConfig)
 		}
-		docs[i] = doc{ID: r.ID, Time: r.Time, IP: r.IP, Username: r.Username, UserAgent: r.UserAgent,
-			Path: r.Path, Accept: r.Accept, Success: r.Success, Locked: r.Locked, FailMode: r.FailMode}
+		docs[i] = toDoc(r)
 	}
 	ctx, cancel, err := s.begin(ctx)
 	if err != nil {
@@ -312,7 +328,16 @@ func (s *Sink) Query(ctx context.Context, f auditlog.Filter) ([]auditlog.Record,
 		filter = append(filter, bson.E{Key: "ip", Value: bson.D{{Key: "$eq", Value: f.IP}}})
 	}
 	if f.Username != "" {
-		filter = append(filter, bson.E{Key: "username", Value: bson.D{{Key: "$eq", Value: f.Username}}})
+		// auditlog.Filter.Username: the canonical name, or the typed one
+		// for records without a canonical name (written before the field
+		// existed). Each branch has its index.
+		filter = append(filter, bson.E{Key: "$or", Value: bson.A{
+			bson.D{{Key: "canonical_username", Value: bson.D{{Key: "$eq", Value: f.Username}}}},
+			bson.D{
+				{Key: "canonical_username", Value: bson.D{{Key: "$exists", Value: false}}},
+				{Key: "username", Value: bson.D{{Key: "$eq", Value: f.Username}}},
+			},
+		}})
 	}
 	if !f.Since.IsZero() {
 		filter = append(filter, bson.E{Key: "time", Value: bson.D{{Key: "$gte", Value: f.Since}}})
