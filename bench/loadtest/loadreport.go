@@ -168,7 +168,10 @@ func loadMarkdown(r Report) string {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %.0f req/s vs %.0f (%d clients) | ×%.3f | %s |\n", goal, siteName(c.Backend), c.Result.RPS, c.Baseline.RPS, c.Workers, c.RatioToBare, verdict)
 	}
-	b.WriteString("\nThe mixed scenario is documented in the table below (no target).\n\n")
+	if r.find("none", "mixed", "rate") != nil || len(r.scenarios()) > 0 {
+		b.WriteString("\nThe mixed scenario is documented in the table below (no target).\n")
+	}
+	b.WriteString("\n")
 	saturationMarkdown(&b, r)
 	stuffingMarkdown(&b, r)
 	lockedMarkdown(&b, r)
@@ -183,7 +186,12 @@ func loadMarkdown(r Report) string {
 			siteName(c.Backend), c.Scenario, loadName(c), x.RPS, x.P50, x.P90, x.P99, x.Max,
 			x.Outcomes["success"], x.Outcomes["wrong_password"], x.Outcomes["locked"], x.Outcomes["shed"], x.Outcomes["unavailable"], errs)
 	}
-	b.WriteString("\n![p50 latency at a fixed rate](loadtest-latency-p50.png)\n\n![p99 latency at a fixed rate](loadtest-latency-p99.png)\n\n![throughput under a failure flood](loadtest-flood.png)\n")
+	if len(r.cells("rate")) > 0 {
+		b.WriteString("\n![p50 latency at a fixed rate](loadtest-latency-p50.png)\n\n![p99 latency at a fixed rate](loadtest-latency-p99.png)\n")
+	}
+	if len(r.cells("saturation")) > 0 {
+		b.WriteString("\n![throughput under a failure flood](loadtest-flood.png)\n")
+	}
 	if len(r.saturationWorkers()) > 1 {
 		b.WriteString("\n![successes at saturation by clients](loadtest-saturation.png)\n")
 	}
@@ -211,21 +219,19 @@ func loadName(c Cell) string {
 	return fmt.Sprintf("%d clients", c.Workers)
 }
 
-// refusals lists the refusals and errors of x: "0 errors", or "3 errors
-// (2 unavailable, 1 locked)", with the shed answers, which are not errors.
+// refusals gives the errors of x, then its refusals: "0 errors", or
+// "3 errors; 1 locked, 2 unavailable, 4 shed". Whether a refusal is an
+// error depends on the request (see Result.Errors); shed never is.
 func refusals(x Result) string {
 	s := fmt.Sprintf("%d errors", x.Errors)
 	var parts []string
-	for _, k := range []string{"locked", "unavailable", "error"} {
+	for _, k := range []string{"locked", "unavailable", "shed", "error"} {
 		if n := x.Outcomes[k]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n, k))
 		}
 	}
 	if len(parts) > 0 {
-		s += " (" + strings.Join(parts, ", ") + ")"
-	}
-	if n := x.Outcomes["shed"]; n > 0 {
-		s += fmt.Sprintf(", %d shed", n)
+		s += "; " + strings.Join(parts, ", ")
 	}
 	return s
 }
@@ -236,7 +242,7 @@ func saturationMarkdown(b *strings.Builder, r Report) {
 	if len(ws) == 0 {
 		return
 	}
-	b.WriteString("## Saturation by concurrent clients\n\nClosed loops; each entry is throughput, then errors (answers a request rules out: for the success scenario and the successes of the mixed one, anything but logged in or shed, so every locked or unavailable answer to a user who never typed a wrong password is an error), with what they were; shed answers are not errors.\n\n| site | scenario |")
+	b.WriteString("## Saturation by concurrent clients\n\nClosed loops; each entry is the throughput, the errors, then the answers locked, unavailable (503, fail mode closed), shed (the demo's admission control) and error. Errors are the error answers and the answers a request rules out: to the right password of a user who never typed a wrong one (the success scenario, the successes of the mixed one), anything but logged in or shed — every locked or unavailable answer there is an error; to a wrong password, a login. Shed answers are never errors.\n\n| site | scenario |")
 	for _, w := range ws {
 		fmt.Fprintf(b, " %d clients |", w)
 	}
@@ -326,6 +332,9 @@ func writeLoadReport(r Report, dir string) error {
 	for _, b := range r.backends() {
 		names = append(names, strings.TrimPrefix(siteName(b), "defender "))
 	}
+	if len(r.cells("rate")) == 0 {
+		return saturationCharts(r, dir, names)
+	}
 	for _, q := range []struct {
 		file, label string
 		get         func(Result) float64
@@ -348,6 +357,15 @@ func writeLoadReport(r Report, dir string) error {
 		if err := barChart(filepath.Join(dir, q.file), q.label+" login latency at a fixed rate (ms, log scale)", "ms", names, ss, true); err != nil {
 			return err
 		}
+	}
+	return saturationCharts(r, dir, names)
+}
+
+// saturationCharts writes the charts of the saturation cells, if any,
+// then the others (extraCharts).
+func saturationCharts(r Report, dir string, names []string) error {
+	if len(r.cells("saturation")) == 0 {
+		return extraCharts(r, dir)
 	}
 	var ss []series
 	for _, sc := range r.scenarios() {

@@ -681,7 +681,7 @@ func TestLoadReportNewCells(t *testing.T) {
 	md := loadMarkdown(r)
 	for _, want := range []string{
 		"| site | scenario | 8 clients | 16 clients | 32 clients |",
-		"| defender memory | success | 20.0 req/s, 0 errors | 21.0 req/s, 3 errors (1 locked, 2 unavailable) | 22.0 req/s, 0 errors, 2 shed |",
+		"| defender memory | success | 20.0 req/s, 0 errors | 21.0 req/s, 3 errors; 1 locked, 2 unavailable | 22.0 req/s, 0 errors; 2 shed |",
 		"| defender memory | off | 25.0 (32 clients) | 0 | 16 at 2/s | 900.00 | 2000.00 | — | 1 | 0 |",
 		"| defender memory | 4/8/1s | 900.0 (32 clients) | 7 | 16 at 2/s | 300.00 | 500.00 | ×0.25 | 0 | 2 |",
 		"| locked flood: throughput ≥ 0.8× a bare 429 handler | defender memory | 8500 req/s vs 10000 (8 clients) | ×0.850 | met |",
