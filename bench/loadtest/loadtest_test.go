@@ -719,7 +719,7 @@ func TestRunShort(t *testing.T) {
 	err := runLoad(context.Background(), []string{
 		"-backends", "none,memory", "-scenarios", "success,stuffing,locked", "-modes", "saturation",
 		"-workers", "1,2", "-stuffing-workers", "2", "-legit-rate", "10", "-admission", "off,2:2:1s",
-		"-locked-workers", "2", "-duration", "300ms", "-paired=false", "-out", out,
+		"-locked-workers", "2", "-duration", "500ms", "-paired=false", "-out", out,
 	}, &log)
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, log.String())
@@ -741,7 +741,9 @@ func TestRunShort(t *testing.T) {
 		for _, n := range x.Outcomes {
 			sum += n
 		}
-		if x.Requests == 0 || sum != x.Requests {
+		// A closed loop on a busy machine may get no answer within the
+		// cell; the counts must add up whatever.
+		if sum != x.Requests {
 			t.Errorf("%s: %d requests, outcomes %v", c.key(), x.Requests, x.Outcomes)
 		}
 		switch c.Scenario {
@@ -761,7 +763,7 @@ func TestRunShort(t *testing.T) {
 			}
 		case "locked":
 			// The flood's identity is blocked: every answer is locked.
-			if x.Outcomes["locked"] != x.Requests || x.Errors != 0 {
+			if x.Requests == 0 || x.Outcomes["locked"] != x.Requests || x.Errors != 0 {
 				t.Errorf("%s: %v, %d errors %q", c.key(), x.Outcomes, x.Errors, x.FirstErrs)
 			}
 			if c.Baseline == nil || c.Baseline.Outcomes["locked"] != c.Baseline.Requests || c.Baseline.RPS <= 0 || c.RatioToBare <= 0 {

@@ -174,8 +174,14 @@ func runBare(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--addr %s: %w", *addr, err)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(bareLocked), ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintf(stdout, "bare 429 handler listening on http://%s\n", ln.Addr())
+	return serve(ctx, ln, http.HandlerFunc(bareLocked))
+}
+
+// serve serves h on ln until ctx ends, then shuts the server down (at
+// most 5 seconds for the requests in flight).
+func serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
