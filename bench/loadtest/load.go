@@ -153,7 +153,7 @@ func runLoad(ctx context.Context, args []string, stdout io.Writer) error {
 	admissionFlag := fs.String("admission", "off,on", "the demo's verification admission control in the stuffing cells, one cell per setting: off, on (2 × CPUs checks at a time, 4 × CPUs waiting, 1s at most) or CONCURRENCY:QUEUE:TIMEOUT (4:8:1s)")
 	lockedWorkers := fs.Int("locked-workers", 8, "concurrent keep-alive clients of the locked flood")
 	lockoutURL := fs.String("lockout-url", "", "DEFENDER_LOCKOUT_URL of the defender sites (a redirect there is counted as locked)")
-	maxReq := fs.Int64("max", 200000, "at most this many requests per cell")
+	maxReq := fs.Int64("max", 200000, "at most this many requests per cell (not for the stuffing attack, which lasts as long as the legitimate logins)")
 	out := fs.String("out", "", "directory for loadtest.md, loadtest.json and the PNG charts (default ROOT/bench/results)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -299,7 +299,7 @@ func runLoad(ctx context.Context, args []string, stdout io.Writer) error {
 				}
 				ca, cl := newClient(s.base, *stuffWorkers), newClient(s.base, 64)
 				ca.lockoutURL, cl.lockoutURL = *lockoutURL, *lockoutURL
-				ra, rl := stuffing(ctx, ca, cl, *stuffWorkers, *legitRate, *dur, *maxReq)
+				ra, rl := stuffing(ctx, ca, cl, *stuffWorkers, *legitRate, *dur)
 				ca.close()
 				cl.close()
 				s.stop()

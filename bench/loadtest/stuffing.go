@@ -43,9 +43,10 @@ func legitReq(i int64) request {
 // loops on attack and, at the same time, the legitimate logins at
 // legitRate per second on their own client legit for d. The attack goes
 // on until the last legitimate login is answered, so that every one of
-// them is measured under attack. It returns the attack's and the
+// them is measured under attack (it has no request bound: the legitimate
+// logins' duration bounds it). It returns the attack's and the
 // legitimate logins' results.
-func stuffing(ctx context.Context, attack, legit *client, workers int, legitRate float64, d time.Duration, maxReq int64) (Result, Result) {
+func stuffing(ctx context.Context, attack, legit *client, workers int, legitRate float64, d time.Duration) (Result, Result) {
 	actx, stop := context.WithCancel(ctx)
 	defer stop()
 	var wg sync.WaitGroup
@@ -56,7 +57,7 @@ func stuffing(ctx context.Context, attack, legit *client, workers int, legitRate
 		// The attack ends when stop is called (or at 2d + 1 minute,
 		// a bound that is never reached unless a legitimate login hangs
 		// until the client's timeout).
-		a = saturate(actx, attack, stuffingReq, workers, 2*d+time.Minute, maxReq)
+		a = saturate(actx, attack, stuffingReq, workers, 2*d+time.Minute, 0)
 	}()
 	l := constantRate(ctx, legit, legitReq, legitRate, d, 256)
 	stop()
