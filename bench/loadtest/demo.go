@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -44,9 +45,11 @@ func buildDemo(root, dir string) (string, error) {
 // as a child process.
 type server struct {
 	base string
+	dir  string // the working directory
 	cmd  *exec.Cmd
 	done chan struct{}
 	log  *bytes.Buffer
+	once sync.Once
 }
 
 // startServer runs bin with args (and extra environment) in dir, waits for
@@ -66,7 +69,7 @@ func startServer(bin string, args, env []string, dir string) (*server, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &server{cmd: cmd, done: make(chan struct{}), log: logBuf}
+	s := &server{dir: dir, cmd: cmd, done: make(chan struct{}), log: logBuf}
 	urlc := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -110,18 +113,21 @@ func startServer(bin string, args, env []string, dir string) (*server, error) {
 	}
 }
 
-// stop ends the server: SIGTERM, then SIGKILL after 5 seconds.
+// stop ends the server: SIGTERM, then SIGKILL after 5 seconds. Calls
+// after the first wait for the first to finish.
 func (s *server) stop() {
-	if s.cmd.Process == nil {
-		return
-	}
-	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(5 * time.Second):
-		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-		<-s.done
-	}
+	s.once.Do(func() {
+		if s.cmd.Process == nil {
+			return
+		}
+		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-s.done:
+		case <-time.After(5 * time.Second):
+			_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+			<-s.done
+		}
+	})
 }
 
 type limitedWriter struct {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -14,10 +15,25 @@ import (
 
 // request is one login POST: the form and the client address the demo sees
 // (X-Forwarded-For, trusted from loopback when the demo runs with
-// DEFENDER_BEHIND_REVERSE_PROXY=1).
+// DEFENDER_BEHIND_REVERSE_PROXY=1), and what its answer should be.
 type request struct {
 	username, password, ip string
+	want                   expect
 }
+
+// expect is what a request should be answered; an answer it rules out is
+// counted as an error of the cell.
+type expect uint8
+
+const (
+	// expectAny: no expectation; only the error outcome is an error.
+	expectAny expect = iota
+	// expectSuccess: the right password, from a client that never sent a
+	// wrong one: anything but "success" (or "shed") is an error.
+	expectSuccess
+	// expectFailure: a wrong password: "success" is an error.
+	expectFailure
+)
 
 // source returns the i-th request of a scenario. It must be safe for
 // concurrent use.
@@ -27,57 +43,151 @@ type source func(i int64) request
 type outcome int
 
 const (
-	outSuccess outcome = iota // 302/303: logged in
-	outWrong                  // 200 or 401: wrong password
-	outLocked                 // 429 (or 403): locked out
-	outError                  // anything else, or no response
+	outSuccess     outcome = iota // 302/303 (not to the lockout URL): logged in
+	outWrong                      // 200 or 401: wrong password ("failure")
+	outLocked                     // 429, 403, or a redirect to the lockout URL: locked out
+	outError                      // anything else, or no response
+	outShed                       // 503 X-Defender-Reason: shed: the verification admission control refused it
+	outUnavailable                // 503 without a reason, or X-Defender-Reason: unavailable: the store is down, fail mode closed
 	numOutcomes
 )
 
-func classify(status int) outcome {
+// outcomeNames are the keys of Result.Outcomes.
+var outcomeNames = [numOutcomes]string{"success", "wrong_password", "locked", "error", "shed", "unavailable"}
+
+func (o outcome) String() string {
+	if o >= 0 && o < numOutcomes {
+		return outcomeNames[o]
+	}
+	return fmt.Sprintf("outcome(%d)", int(o))
+}
+
+// reasonHeader marks every answer that defender itself generated in the
+// demo: locked, unavailable, shed or refused.
+const reasonHeader = "X-Defender-Reason"
+
+// classify returns the outcome of a login answer. X-Defender-Reason, when
+// present, decides (refused, an attempt refused before verification,
+// counts as locked); it must agree with the status: shed and unavailable
+// come with 503, locked and refused with a 3xx or 4xx. Without it the
+// status decides, and a redirect to lockoutURL (when not empty) is a
+// lockout. err explains an error outcome.
+func classify(status int, h http.Header, lockoutURL string) (outcome, error) {
+	if reason := h.Get(reasonHeader); reason != "" {
+		var o outcome
+		ok := false
+		switch reason {
+		case "locked", "refused":
+			o, ok = outLocked, status >= 300 && status < 500
+		case "unavailable":
+			o, ok = outUnavailable, status == http.StatusServiceUnavailable
+		case "shed":
+			o, ok = outShed, status == http.StatusServiceUnavailable
+		default:
+			return outError, fmt.Errorf("HTTP %d with an unknown %s %q", status, reasonHeader, reason)
+		}
+		if !ok {
+			return outError, fmt.Errorf("HTTP %d with %s %q", status, reasonHeader, reason)
+		}
+		return o, nil
+	}
 	switch status {
 	case http.StatusSeeOther, http.StatusFound:
-		return outSuccess
+		if lockoutURL != "" && h.Get("Location") == lockoutURL {
+			return outLocked, nil
+		}
+		return outSuccess, nil
 	case http.StatusOK, http.StatusUnauthorized:
-		return outWrong
+		return outWrong, nil
 	case http.StatusTooManyRequests, http.StatusForbidden:
-		return outLocked
+		return outLocked, nil
+	case http.StatusServiceUnavailable:
+		return outUnavailable, nil
 	}
-	return outError
+	return outError, &statusError{status}
+}
+
+// response is a classified answer.
+type response struct {
+	o      outcome
+	status int    // 0 without an answer
+	reason string // X-Defender-Reason
+	err    error  // why o is outError
+}
+
+// unexpected says why r is an error for a request that wants w, or "".
+func unexpected(w expect, r response) string {
+	if r.o == outError {
+		if r.err != nil {
+			return r.err.Error()
+		}
+		return "error"
+	}
+	var what string
+	switch {
+	case w == expectSuccess && r.o != outSuccess && r.o != outShed:
+		what = "the right password answered " + r.o.String()
+	case w == expectFailure && r.o == outSuccess:
+		what = "a wrong password logged in"
+	default:
+		return ""
+	}
+	what += fmt.Sprintf(" (HTTP %d", r.status)
+	if r.reason != "" {
+		what += ", " + reasonHeader + ": " + r.reason
+	}
+	return what + ")"
 }
 
 // Result is what one load cell measured.
 type Result struct {
-	Requests  int64            `json:"requests"`
-	Seconds   float64          `json:"seconds"`
-	RPS       float64          `json:"rps"`
-	P50       float64          `json:"p50_ms"`
-	P90       float64          `json:"p90_ms"`
-	P99       float64          `json:"p99_ms"`
-	Max       float64          `json:"max_ms"`
-	Outcomes  map[string]int64 `json:"outcomes"`
-	Errors    int64            `json:"errors"`
-	Dropped   int64            `json:"dropped,omitempty"`
+	Requests int64   `json:"requests"`
+	Seconds  float64 `json:"seconds"`
+	RPS      float64 `json:"rps"`
+	P50      float64 `json:"p50_ms"`
+	P90      float64 `json:"p90_ms"`
+	P99      float64 `json:"p99_ms"`
+	Max      float64 `json:"max_ms"`
+	// Outcomes counts the answers by outcome (outcomeNames).
+	Outcomes map[string]int64 `json:"outcomes"`
+	// Errors counts the "error" outcomes and the answers a request ruled
+	// out: anything but logged in (or shed) for the right password of a
+	// legitimate user, a login for a wrong password.
+	Errors  int64 `json:"errors"`
+	Dropped int64 `json:"dropped,omitempty"`
+	// Reasons counts the X-Defender-Reason headers of the answers.
+	Reasons   map[string]int64 `json:"reasons,omitempty"`
 	FirstErrs []string         `json:"first_errors,omitempty"`
 }
 
-var outcomeNames = [numOutcomes]string{"success", "wrong_password", "locked", "error"}
-
 // recorder collects latencies and outcomes; safe for concurrent use.
 type recorder struct {
-	mu    sync.Mutex
-	lat   []time.Duration
-	out   [numOutcomes]int64
-	errs  []string
-	drops atomic.Int64
+	mu      sync.Mutex
+	lat     []time.Duration
+	out     [numOutcomes]int64
+	errors  int64
+	reasons map[string]int64
+	errs    []string
+	drops   atomic.Int64
 }
 
-func (r *recorder) add(d time.Duration, o outcome, err error) {
+// add records one answer r, after d, to a request that wants w.
+func (r *recorder) add(d time.Duration, w expect, resp response) {
+	why := unexpected(w, resp)
 	r.mu.Lock()
 	r.lat = append(r.lat, d)
-	r.out[o]++
-	if err != nil && len(r.errs) < 5 {
-		r.errs = append(r.errs, err.Error())
+	r.out[resp.o]++
+	if resp.reason != "" {
+		if r.reasons == nil {
+			r.reasons = map[string]int64{}
+		}
+		r.reasons[resp.reason]++
+	}
+	if why != "" {
+		r.errors++
+		if len(r.errs) < 5 {
+			r.errs = append(r.errs, why)
+		}
 	}
 	r.mu.Unlock()
 }
@@ -91,9 +201,15 @@ func (r *recorder) result(elapsed time.Duration) Result {
 		Requests:  int64(len(lat)),
 		Seconds:   elapsed.Seconds(),
 		Outcomes:  map[string]int64{},
-		Errors:    r.out[outError],
+		Errors:    r.errors,
 		Dropped:   r.drops.Load(),
-		FirstErrs: r.errs,
+		FirstErrs: slices.Clone(r.errs),
+	}
+	for k, v := range r.reasons {
+		if res.Reasons == nil {
+			res.Reasons = map[string]int64{}
+		}
+		res.Reasons[k] = v
 	}
 	for i, n := range r.out {
 		res.Outcomes[outcomeNames[i]] = n
@@ -128,6 +244,8 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 type client struct {
 	base string
 	hc   *http.Client
+	// lockoutURL is the site's lockout redirect target, if it has one.
+	lockoutURL string
 }
 
 func newClient(base string, conns int) *client {
@@ -150,12 +268,12 @@ func newClient(base string, conns int) *client {
 
 func (c *client) close() { c.hc.CloseIdleConnections() }
 
-// do posts one login and returns its outcome.
-func (c *client) do(ctx context.Context, r request) (outcome, error) {
+// do posts one login and classifies the answer.
+func (c *client) do(ctx context.Context, r request) response {
 	form := url.Values{"username": {r.username}, "password": {r.password}}.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/login", strings.NewReader(form))
 	if err != nil {
-		return outError, err
+		return response{o: outError, err: err}
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	if r.ip != "" {
@@ -163,20 +281,19 @@ func (c *client) do(ctx context.Context, r request) (outcome, error) {
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return outError, err
+		return response{o: outError, err: err}
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	o := classify(resp.StatusCode)
-	if o == outError {
-		return o, &statusError{resp.StatusCode}
-	}
-	return o, nil
+	o, err := classify(resp.StatusCode, resp.Header, c.lockoutURL)
+	return response{o: o, status: resp.StatusCode, reason: resp.Header.Get(reasonHeader), err: err}
 }
 
 type statusError struct{ code int }
 
-func (e *statusError) Error() string { return "HTTP " + http.StatusText(e.code) }
+func (e *statusError) Error() string {
+	return fmt.Sprintf("HTTP %d %s", e.code, http.StatusText(e.code))
+}
 
 // saturate runs workers concurrent closed loops for d (or until max
 // requests) and returns the measurements.
@@ -197,11 +314,12 @@ func saturate(ctx context.Context, c *client, src source, workers int, d time.Du
 					return
 				}
 				t := time.Now()
-				o, err := c.do(ctx, src(i))
+				req := src(i)
+				resp := c.do(ctx, req)
 				if ctx.Err() != nil {
 					return // cut by the deadline: not a measurement
 				}
-				rec.add(time.Since(t), o, err)
+				rec.add(time.Since(t), req.want, resp)
 			}
 		}()
 	}
@@ -240,8 +358,9 @@ func constantRate(ctx context.Context, c *client, src source, rate float64, d ti
 		go func(i int64, at time.Time) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			o, err := c.do(ctx, src(i))
-			rec.add(time.Since(at), o, err)
+			req := src(i)
+			resp := c.do(ctx, req)
+			rec.add(time.Since(at), req.want, resp)
 		}(i, at)
 	}
 	wg.Wait()
@@ -280,8 +399,9 @@ func pairedRate(ctx context.Context, a, b *client, src source, rate float64, d t
 		go func(i int64, at time.Time) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			o, err := cls[side].do(ctx, src(i/2))
-			recs[side].add(time.Since(at), o, err)
+			req := src(i / 2)
+			resp := cls[side].do(ctx, req)
+			recs[side].add(time.Since(at), req.want, resp)
 		}(i, at)
 	}
 	wg.Wait()

@@ -5,20 +5,59 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 )
 
 func numCPU() int { return runtime.NumCPU() }
 
-// find returns the cell of backend, scenario and mode, or nil.
+// find returns the cell of backend, scenario and mode with the fewest
+// clients, or nil.
 func (r *Report) find(backend, scenario, mode string) *Cell {
+	var best *Cell
 	for i := range r.Cells {
 		c := &r.Cells[i]
-		if c.Backend == backend && c.Scenario == scenario && c.Mode == mode {
+		if c.Backend == backend && c.Scenario == scenario && c.Mode == mode && (best == nil || c.Workers < best.Workers) {
+			best = c
+		}
+	}
+	return best
+}
+
+// findWorkers returns the saturation cell of backend and scenario with
+// workers clients, or nil.
+func (r *Report) findWorkers(backend, scenario string, workers int) *Cell {
+	for i := range r.Cells {
+		c := &r.Cells[i]
+		if c.Backend == backend && c.Scenario == scenario && c.Mode == "saturation" && c.Workers == workers {
 			return c
 		}
 	}
 	return nil
+}
+
+// cells returns the cells of mode, in order.
+func (r *Report) cells(mode string) []*Cell {
+	var out []*Cell
+	for i := range r.Cells {
+		if r.Cells[i].Mode == mode {
+			out = append(out, &r.Cells[i])
+		}
+	}
+	return out
+}
+
+// saturationWorkers returns the client counts of the saturation cells,
+// ascending.
+func (r *Report) saturationWorkers() []int {
+	var out []int
+	for _, c := range r.cells("saturation") {
+		if !slices.Contains(out, c.Workers) {
+			out = append(out, c.Workers)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func (r *Report) backends() []string {
@@ -33,10 +72,15 @@ func (r *Report) backends() []string {
 	return out
 }
 
+// scenarios returns the scenarios of the rate and saturation cells
+// (success, mixed, failure), in order.
 func (r *Report) scenarios() []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, c := range r.Cells {
+		if c.Mode != "rate" && c.Mode != "saturation" {
+			continue
+		}
 		if !seen[c.Scenario] {
 			seen[c.Scenario] = true
 			out = append(out, c.Scenario)
@@ -113,27 +157,170 @@ func loadMarkdown(r Report) string {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %.0f req/s vs %.1f | ×%.1f | %s |\n", goal, siteName(be), c.Result.RPS, fbase.Result.RPS, q, verdict)
 	}
-	b.WriteString("\nThe mixed scenario is documented in the table below (no target).\n\n")
-	b.WriteString("## Every cell\n\n| site | scenario | load | req/s | p50 ms | p90 ms | p99 ms | max ms | logged in | wrong password | locked | errors |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
-	for _, c := range r.Cells {
-		load := fmt.Sprintf("%d clients", c.Workers)
-		switch c.Mode {
-		case "rate":
-			load = fmt.Sprintf("%.0f req/s", c.Rate)
-		case "paired":
-			load = fmt.Sprintf("%.0f req/s, interleaved with no defender", c.Rate)
+	for _, c := range r.cells("flood") {
+		if c.Baseline == nil || c.Baseline.RPS == 0 {
+			continue
 		}
+		goal := "locked flood: throughput ≥ 0.8× a bare 429 handler"
+		verdict := metMark(c.RatioToBare >= 0.8)
+		if c.Backend == "axes" {
+			goal, verdict = "(reference) locked flood vs a bare 429 handler", "—"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %.0f req/s vs %.0f (%d clients) | ×%.3f | %s |\n", goal, siteName(c.Backend), c.Result.RPS, c.Baseline.RPS, c.Workers, c.RatioToBare, verdict)
+	}
+	if r.find("none", "mixed", "rate") != nil || len(r.scenarios()) > 0 {
+		b.WriteString("\nThe mixed scenario is documented in the table below (no target).\n")
+	}
+	b.WriteString("\n")
+	saturationMarkdown(&b, r)
+	stuffingMarkdown(&b, r)
+	lockedMarkdown(&b, r)
+	b.WriteString("## Every cell\n\n| site | scenario | load | req/s | p50 ms | p90 ms | p99 ms | max ms | logged in | wrong password | locked | shed | unavailable | errors |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, c := range r.Cells {
 		x := c.Result
 		errs := fmt.Sprint(x.Errors)
 		if x.Dropped > 0 {
 			errs += fmt.Sprintf(" (+%d dropped)", x.Dropped)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %.1f | %.2f | %.2f | %.2f | %.2f | %d | %d | %d | %s |\n",
-			siteName(c.Backend), c.Scenario, load, x.RPS, x.P50, x.P90, x.P99, x.Max,
-			x.Outcomes["success"], x.Outcomes["wrong_password"], x.Outcomes["locked"], errs)
+		fmt.Fprintf(&b, "| %s | %s | %s | %.1f | %.2f | %.2f | %.2f | %.2f | %d | %d | %d | %d | %d | %s |\n",
+			siteName(c.Backend), c.Scenario, loadName(c), x.RPS, x.P50, x.P90, x.P99, x.Max,
+			x.Outcomes["success"], x.Outcomes["wrong_password"], x.Outcomes["locked"], x.Outcomes["shed"], x.Outcomes["unavailable"], errs)
 	}
-	b.WriteString("\n![p50 latency at a fixed rate](loadtest-latency-p50.png)\n\n![p99 latency at a fixed rate](loadtest-latency-p99.png)\n\n![throughput under a failure flood](loadtest-flood.png)\n")
+	if len(r.cells("rate")) > 0 {
+		b.WriteString("\n![p50 latency at a fixed rate](loadtest-latency-p50.png)\n\n![p99 latency at a fixed rate](loadtest-latency-p99.png)\n")
+	}
+	if len(r.cells("saturation")) > 0 {
+		b.WriteString("\n![throughput under a failure flood](loadtest-flood.png)\n")
+	}
+	if len(r.saturationWorkers()) > 1 {
+		b.WriteString("\n![successes at saturation by clients](loadtest-saturation.png)\n")
+	}
+	if len(r.cells("attack")) > 0 {
+		b.WriteString("\n![legitimate logins during credential stuffing](loadtest-stuffing.png)\n")
+	}
+	if len(r.cells("flood")) > 0 {
+		b.WriteString("\n![locked flood vs a bare 429 handler](loadtest-locked.png)\n")
+	}
 	return b.String()
+}
+
+// loadName describes the load of cell c.
+func loadName(c Cell) string {
+	switch c.Mode {
+	case "rate":
+		return fmt.Sprintf("%.0f req/s", c.Rate)
+	case "paired":
+		return fmt.Sprintf("%.0f req/s, interleaved with no defender", c.Rate)
+	case "attack":
+		return fmt.Sprintf("%d attackers + %.0f req/s legitimate, admission %s", c.Workers, c.Rate, c.Admission)
+	case "flood":
+		return fmt.Sprintf("%d clients, one blocked identity", c.Workers)
+	}
+	return fmt.Sprintf("%d clients", c.Workers)
+}
+
+// refusals gives the errors of x, then its refusals: "0 errors", or
+// "3 errors; 1 locked, 2 unavailable, 4 shed". Whether a refusal is an
+// error depends on the request (see Result.Errors); shed never is.
+func refusals(x Result) string {
+	s := fmt.Sprintf("%d errors", x.Errors)
+	var parts []string
+	for _, k := range []string{"locked", "unavailable", "shed", "error"} {
+		if n := x.Outcomes[k]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, k))
+		}
+	}
+	if len(parts) > 0 {
+		s += "; " + strings.Join(parts, ", ")
+	}
+	return s
+}
+
+// saturationMarkdown writes the saturation cells by client count.
+func saturationMarkdown(b *strings.Builder, r Report) {
+	ws := r.saturationWorkers()
+	if len(ws) == 0 {
+		return
+	}
+	b.WriteString("## Saturation by concurrent clients\n\nClosed loops; each entry is the throughput, the errors, then the answers locked, unavailable (503, fail mode closed), shed (the demo's admission control) and error. Errors are the error answers and the answers a request rules out: to the right password of a user who never typed a wrong one (the success scenario, the successes of the mixed one), anything but logged in or shed — every locked or unavailable answer there is an error; to a wrong password, a login. Shed answers are never errors.\n\n| site | scenario |")
+	for _, w := range ws {
+		fmt.Fprintf(b, " %d clients |", w)
+	}
+	b.WriteString("\n|---|---|" + strings.Repeat("---|", len(ws)) + "\n")
+	for _, be := range r.backends() {
+		for _, sc := range r.scenarios() {
+			row := fmt.Sprintf("| %s | %s |", siteName(be), sc)
+			found := false
+			for _, w := range ws {
+				c := r.findWorkers(be, sc, w)
+				if c == nil {
+					row += " — |"
+					continue
+				}
+				found = true
+				row += fmt.Sprintf(" %.1f req/s, %s |", c.Result.RPS, refusals(c.Result))
+			}
+			if found {
+				b.WriteString(row + "\n")
+			}
+		}
+	}
+	b.WriteString("\n")
+}
+
+// stuffingMarkdown writes the credential-stuffing cells: the legitimate
+// logins with and without admission control.
+func stuffingMarkdown(b *strings.Builder, r Report) {
+	cs := r.cells("attack")
+	if len(cs) == 0 {
+		return
+	}
+	b.WriteString("## Credential stuffing\n\nAttackers in closed loops try leaked usernames from many addresses, each address and username staying under the failure limit (lockout alone cannot stop them: every attempt costs a bcrypt comparison), while legitimate users log in with their password at a fixed rate, each from its own address. Legitimate errors: any answer but logged in or shed. Admission: the demo's verification admission control (concurrent checks/queue/longest wait), off or on.\n\n")
+	b.WriteString("| site | admission | attack req/s | attack shed | legitimate logins | legit p50 ms | legit p99 ms | legit p99 vs admission off | legit errors | legit shed |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, c := range cs {
+		l := c.Legit
+		if l == nil {
+			continue
+		}
+		vs := "—"
+		if c.Admission != "off" {
+			for _, o := range cs {
+				if o.Backend == c.Backend && o.Admission == "off" && o.Legit != nil && o.Legit.P99 > 0 {
+					vs = fmt.Sprintf("×%.2f", l.P99/o.Legit.P99)
+				}
+			}
+		}
+		errs := fmt.Sprint(l.Errors)
+		if l.Dropped > 0 {
+			errs += fmt.Sprintf(" (+%d dropped)", l.Dropped)
+		}
+		fmt.Fprintf(b, "| %s | %s | %.1f (%d clients) | %d | %d at %.0f/s | %.2f | %.2f | %s | %s | %d |\n",
+			siteName(c.Backend), c.Admission, c.Result.RPS, c.Workers, c.Result.Outcomes["shed"], l.Requests, c.Rate, l.P50, l.P99, vs, errs, l.Outcomes["shed"])
+	}
+	b.WriteString("\n")
+}
+
+// lockedMarkdown writes the locked-flood cells.
+func lockedMarkdown(b *strings.Builder, r Report) {
+	cs := r.cells("flood")
+	if len(cs) == 0 {
+		return
+	}
+	b.WriteString("## Locked flood\n\nKeep-alive clients flood POST /login with one blocked username from one blocked address (blocked first with limit+1 failures, and checked), audit log on (the default file sink); the bare 429 handler (a net/http server answering every request 429, no body) gets the same flood just before each site. Audit bytes: the growth of the site's audit files during the flood, per request.\n\n")
+	b.WriteString("| site | clients | req/s | bare 429 handler req/s | ratio to bare | audit bytes/request | answers locked | errors |\n|---|---|---|---|---|---|---|---|\n")
+	for _, c := range cs {
+		bare := 0.0
+		if c.Baseline != nil {
+			bare = c.Baseline.RPS
+		}
+		audit := "—"
+		if c.Audit != nil {
+			audit = fmt.Sprintf("%.2f (%d B)", c.Audit.PerRequest, c.Audit.Bytes)
+		}
+		fmt.Fprintf(b, "| %s | %d | %.0f | %.0f | ×%.3f | %s | %d of %d | %d |\n",
+			siteName(c.Backend), c.Workers, c.Result.RPS, bare, c.RatioToBare, audit, c.Result.Outcomes["locked"], c.Result.Requests, c.Result.Errors)
+	}
+	b.WriteString("\n")
 }
 
 // writeLoadReport writes loadtest.md and the charts into dir.
@@ -144,6 +331,9 @@ func writeLoadReport(r Report, dir string) error {
 	var names []string
 	for _, b := range r.backends() {
 		names = append(names, strings.TrimPrefix(siteName(b), "defender "))
+	}
+	if len(r.cells("rate")) == 0 {
+		return saturationCharts(r, dir, names)
 	}
 	for _, q := range []struct {
 		file, label string
@@ -168,6 +358,15 @@ func writeLoadReport(r Report, dir string) error {
 			return err
 		}
 	}
+	return saturationCharts(r, dir, names)
+}
+
+// saturationCharts writes the charts of the saturation cells, if any,
+// then the others (extraCharts).
+func saturationCharts(r Report, dir string, names []string) error {
+	if len(r.cells("saturation")) == 0 {
+		return extraCharts(r, dir)
+	}
 	var ss []series
 	for _, sc := range r.scenarios() {
 		s := series{name: sc}
@@ -180,5 +379,82 @@ func writeLoadReport(r Report, dir string) error {
 		}
 		ss = append(ss, s)
 	}
-	return barChart(filepath.Join(dir, "loadtest-flood.png"), "throughput at saturation (req/s, log scale)", "req/s", names, ss, true)
+	if err := barChart(filepath.Join(dir, "loadtest-flood.png"), "throughput at saturation (req/s, log scale)", "req/s", names, ss, true); err != nil {
+		return err
+	}
+	return extraCharts(r, dir)
+}
+
+// extraCharts writes the charts of the cells that are present: successes
+// at saturation by clients, legitimate p99 during credential stuffing by
+// admission, locked flood vs the bare handler.
+func extraCharts(r Report, dir string) error {
+	if ws := r.saturationWorkers(); len(ws) > 1 {
+		var names []string
+		var ss []series
+		for _, w := range ws {
+			ss = append(ss, series{name: fmt.Sprintf("%d clients", w)})
+		}
+		for _, b := range r.backends() {
+			if r.find(b, "success", "saturation") == nil {
+				continue
+			}
+			names = append(names, strings.TrimPrefix(siteName(b), "defender "))
+			for i, w := range ws {
+				v := 0.0
+				if c := r.findWorkers(b, "success", w); c != nil {
+					v = c.Result.RPS
+				}
+				ss[i].values = append(ss[i].values, v)
+			}
+		}
+		if len(names) > 0 {
+			if err := barChart(filepath.Join(dir, "loadtest-saturation.png"), "successes at saturation by concurrent clients (req/s)", "req/s", names, ss, false); err != nil {
+				return err
+			}
+		}
+	}
+	if cs := r.cells("attack"); len(cs) > 0 {
+		var names, adms []string
+		for _, c := range cs {
+			if !slices.Contains(names, siteName(c.Backend)) {
+				names = append(names, siteName(c.Backend))
+			}
+			if !slices.Contains(adms, c.Admission) {
+				adms = append(adms, c.Admission)
+			}
+		}
+		var ss []series
+		for _, a := range adms {
+			s := series{name: "admission " + a}
+			for _, n := range names {
+				v := 0.0
+				for _, c := range cs {
+					if siteName(c.Backend) == n && c.Admission == a && c.Legit != nil {
+						v = c.Legit.P99
+					}
+				}
+				s.values = append(s.values, v)
+			}
+			ss = append(ss, s)
+		}
+		for i := range names {
+			names[i] = strings.TrimPrefix(names[i], "defender ")
+		}
+		if err := barChart(filepath.Join(dir, "loadtest-stuffing.png"), "legitimate logins' p99 during credential stuffing (ms, log scale)", "ms", names, ss, true); err != nil {
+			return err
+		}
+	}
+	if cs := r.cells("flood"); len(cs) > 0 {
+		var names []string
+		s := series{name: "ratio to bare 429 handler"}
+		for _, c := range cs {
+			names = append(names, strings.TrimPrefix(siteName(c.Backend), "defender "))
+			s.values = append(s.values, c.RatioToBare)
+		}
+		if err := barChart(filepath.Join(dir, "loadtest-locked.png"), "locked flood: throughput / bare 429 handler's (target ≥ 0.8)", "ratio", names, []series{s}, false); err != nil {
+			return err
+		}
+	}
+	return nil
 }

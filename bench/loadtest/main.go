@@ -5,6 +5,8 @@
 //	go run . report [flags]   turn the go test -bench output of bench/ and
 //	                          bench/peers into bench.md and charts
 //	go run . axes-server ...  the django-axes-like baseline (started by run)
+//	go run . bare-server ...  the bare 429 handler, the locked flood's
+//	                          baseline (started by run)
 //
 // See docs/benchmarks.md.
 package main
@@ -22,7 +24,7 @@ func main() {
 	defer stop()
 	args := os.Args[1:]
 	cmd := "run"
-	if len(args) > 0 && (args[0] == "run" || args[0] == "report" || args[0] == "axes-server") {
+	if len(args) > 0 && (args[0] == "run" || args[0] == "report" || args[0] == "axes-server" || args[0] == "bare-server") {
 		cmd, args = args[0], args[1:]
 	}
 	var err error
@@ -33,6 +35,8 @@ func main() {
 		err = runReport(args, os.Stdout)
 	case "axes-server":
 		err = runAxes(ctx, args, os.Stdout)
+	case "bare-server":
+		err = runBare(ctx, args, os.Stdout)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "loadtest %s: %v\n", cmd, err)
