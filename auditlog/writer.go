@@ -323,8 +323,9 @@ func (w *Writer) wake() {
 // ctx lasts and the sink works, and persists the rest to the spool (fsynced)
 // for the next Writer on the same directory. When it returns, the Writer's
 // goroutine has stopped. It returns an error only if records were dropped
-// during the shutdown or the spool could not be closed cleanly; calling it
-// again returns ErrClosed.
+// (during the shutdown or at any earlier time of the Writer's life: each
+// drop was also logged and counted in Stats) or the spool could not be
+// closed cleanly; calling it again returns ErrClosed.
 func (w *Writer) Close(ctx context.Context) error {
 	w.mu.Lock()
 	if w.closed {
@@ -334,15 +335,14 @@ func (w *Writer) Close(ctx context.Context) error {
 	w.closed = true
 	close(w.q)
 	w.mu.Unlock()
-	before := w.dropped.Load()
 	stop := context.AfterFunc(ctx, w.cancel)
 	defer stop()
 	<-w.done
 	w.cancel()
 	err := w.closeErr
-	if n := w.dropped.Load() - before; n > 0 {
+	if n := w.dropped.Load(); n > 0 {
 		w.dropMu.Lock()
-		err = errors.Join(fmt.Errorf("auditlog: %d record(s) dropped while closing: %w", n, w.dropErr), err)
+		err = errors.Join(fmt.Errorf("auditlog: %d record(s) dropped: %w", n, w.dropErr), err)
 		w.dropMu.Unlock()
 	}
 	return err
