@@ -46,6 +46,13 @@ type Record struct {
 	// FailMode names the fail mode that decided the attempt because the
 	// store was unavailable ("open", "local", "closed"), or is empty.
 	FailMode string `json:"fail_mode,omitempty"`
+	// Refused names why the request was answered without a password check
+	// although no block applied: "ambiguous" (the username could not be
+	// told for certain), "too_long" (a username over the bound), "too_large"
+	// (a body over the bound) or "shed" (admission control: too many
+	// password checks running). Empty for every other attempt. A refused
+	// record has Success and Locked false.
+	Refused string `json:"refused,omitempty"`
 	// Count is the number of attempts the record stands for. 0 and 1 both
 	// mean one attempt (a plain record leaves it 0, so it is not written);
 	// a record coalesced by a Coalescer carries N > 1: N locked attempts of

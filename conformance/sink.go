@@ -188,12 +188,13 @@ func sinkRoundTrip(t tb, s auditlog.Sink) {
 		UserAgent: "Mozilla/5.0 (X11; Linux x86_64)", Path: "/admin/login/?next=/x&y=1", Accept: "text/html,*/*;q=0.8",
 		Success: true, Locked: true, FailMode: "local"}
 	r2 := rec(at.Add(time.Millisecond), "192.0.2.1", "plain")
+	r2.Refused = "ambiguous"
 	// A coalesced record: its count, canonical name and last attempt.
 	r3 := coalesced(at.Add(2*time.Millisecond), "203.0.113.7", "ＡＬＩＣＥ", "alice", 37, 987*time.Millisecond)
 	r3.FailMode = "closed"
 	write(t, s, r, r2)
 	write(t, s, r3)
-	wantRecords(t, "every field must come back as written (Count, CanonicalUsername and Until included)",
+	wantRecords(t, "every field must come back as written (Count, CanonicalUsername and Until included; Refused too)",
 		query(t, s, auditlog.Filter{}), []auditlog.Record{r3, r2, r})
 }
 

@@ -105,6 +105,13 @@ type Config struct {
 	// AccessAttemptExpiration is the audit retention and the escalation
 	// window (DEFENDER_ACCESS_ATTEMPT_EXPIRATION, in hours; 24h).
 	AccessAttemptExpiration time.Duration
+	// AuditCoalesceWindow coalesces the audit records of locked attempts:
+	// one record per identity and window, carrying the count, so that a
+	// flood on a blocked identity writes a record a window, not a record a
+	// request (DEFENDER_AUDIT_COALESCE_WINDOW, 1s; 0 = one record per
+	// attempt). Failures and successes are never coalesced. See
+	// auditlog.Coalescer.
+	AuditCoalesceWindow time.Duration
 
 	// AllowlistIPs are never counted or blocked (DEFENDER_ALLOWLIST_IPS).
 	AllowlistIPs []netip.Prefix
@@ -152,6 +159,7 @@ const (
 	envAllowUsernames       = "DEFENDER_ALLOWLIST_USERNAMES"
 	envBlockIPs             = "DEFENDER_BLOCKLIST_IPS"
 	envResetIP              = "DEFENDER_RESET_IP_ON_SUCCESS"
+	envAuditCoalesce        = "DEFENDER_AUDIT_COALESCE_WINDOW"
 )
 
 // ErrConfig is wrapped by every configuration error; the message names the
@@ -192,6 +200,7 @@ func DefaultConfig() Config {
 		FailMode:                FailClosed,
 		StoreAccessAttempts:     true,
 		AccessAttemptExpiration: 24 * time.Hour,
+		AuditCoalesceWindow:     time.Second,
 		ResetIPOnSuccess:        true,
 	}
 }
@@ -232,6 +241,8 @@ func (c Config) Validate() error {
 		return cfgErr(envStoreTimeout, "must be positive, got %v", c.StoreTimeout)
 	case c.AccessAttemptExpiration < 0:
 		return cfgErr(envAttemptExpiration, "must not be negative, got %v", c.AccessAttemptExpiration)
+	case c.AuditCoalesceWindow < 0:
+		return cfgErr(envAuditCoalesce, "must not be negative, got %v", c.AuditCoalesceWindow)
 	case strings.TrimSpace(c.UsernameFormField) == "":
 		return cfgErr(envUsernameField, "is empty")
 	}
@@ -334,7 +345,7 @@ var settingNames = []string{
 	envAttemptCooloff, envLockoutCooloff, envLockoutTemplate, envLockoutURL, envLockoutStatus,
 	envUsernameField, envCachePrefix, envStoreURL, envRedisURL, envStoreTimeout, envFailMode,
 	envAuditURL, envStoreAttempts, envUseCelery, envAttemptExpiration, envAllowIPs,
-	envAllowUsernames, envBlockIPs, envResetIP,
+	envAllowUsernames, envBlockIPs, envResetIP, envAuditCoalesce,
 }
 
 // SettingNames returns the names of every environment variable that
@@ -468,6 +479,7 @@ func ConfigFromLookup(lookup func(name string) (string, bool)) (Config, error) {
 	}
 	p.prefixes(envBlockIPs, &c.BlocklistIPs)
 	p.bool(envResetIP, &c.ResetIPOnSuccess)
+	p.duration(envAuditCoalesce, &c.AuditCoalesceWindow)
 	if p.err != nil {
 		return Config{}, p.err
 	}

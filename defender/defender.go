@@ -39,6 +39,8 @@ type Defender struct {
 
 	resolver  Resolver
 	audit     auditlog.Recorder
+	coalescer *auditlog.Coalescer // wraps the caller's recorder; closed by Close
+	auditIDs  bool                // the recorder does not assign record ids itself
 	metrics   Metrics
 	log       *slog.Logger
 	now       func() time.Time
@@ -99,6 +101,13 @@ func New(store backend.Backend, cfg Config, opts *Options) (*Defender, error) {
 	if !cfg.StoreAccessAttempts {
 		d.audit = nil
 	}
+	if d.audit != nil {
+		switch d.audit.(type) {
+		case *auditlog.Writer, *auditlog.Coalescer:
+		default:
+			d.auditIDs = true
+		}
+	}
 	if d.log == nil {
 		d.log = slog.Default()
 	}
@@ -113,6 +122,13 @@ func New(store backend.Backend, cfg Config, opts *Options) (*Defender, error) {
 		for _, u := range cfg.AllowlistUsernames {
 			d.allowUser[CanonicalUsername(u)] = struct{}{}
 		}
+	}
+	if d.audit != nil && cfg.AuditCoalesceWindow > 0 {
+		c, err := auditlog.NewCoalescer(d.audit, cfg.AuditCoalesceWindow, &auditlog.CoalescerOptions{Now: d.now})
+		if err != nil {
+			return nil, fmt.Errorf("defender: %w", err)
+		}
+		d.audit, d.coalescer = c, c
 	}
 	if cfg.FailMode == FailLocal && d.local == nil {
 		l, err := newLocalStore(d.now)
@@ -147,16 +163,21 @@ func (d *Defender) OnEvent(h Hook) {
 }
 
 // Close stops the event dispatcher (after delivering the events already
-// queued) and the local fallback store it created. It does not close the
-// Backend given to New nor the audit recorder. Close is idempotent.
+// queued), hands the audit records it holds for coalescing to the audit
+// recorder, and closes the local fallback store it created. It does not
+// close the Backend given to New nor the audit recorder: close those after
+// the Defender. Close is idempotent.
 func (d *Defender) Close() error {
 	var err error
 	d.closeOnce.Do(func() {
 		d.closed.Store(true)
 		close(d.events)
 		d.wg.Wait()
+		if d.coalescer != nil {
+			err = d.coalescer.Close(context.Background())
+		}
 		if d.ownLocal {
-			err = d.local.Close()
+			err = errors.Join(err, d.local.Close())
 		}
 	})
 	return err
@@ -632,18 +653,26 @@ func (a *Attempt) record(success, locked bool, fm FailMode) {
 		ip = a.login.IP.String()
 	}
 	now := d.now().UTC()
-	d.audit.Record(auditlog.Record{
-		ID:        auditlog.NewID(now),
-		Time:      now,
-		IP:        ip,
-		Username:  TrimUsername(a.login.Username),
-		UserAgent: a.login.UserAgent,
-		Path:      a.login.Path,
-		Accept:    a.login.Accept,
-		Success:   success,
-		Locked:    locked,
-		FailMode:  string(fm),
-	}.Truncate())
+	rec := auditlog.Record{
+		Time:              now,
+		IP:                ip,
+		Username:          TrimUsername(a.login.Username),
+		CanonicalUsername: a.user,
+		UserAgent:         a.login.UserAgent,
+		Path:              a.login.Path,
+		Accept:            a.login.Accept,
+		Success:           success,
+		Locked:            locked,
+		FailMode:          string(fm),
+	}
+	if a.refused != nil && !locked {
+		rec.Refused = refusedReason(a.refused)
+		rec.CanonicalUsername = ""
+	}
+	if d.auditIDs {
+		rec.ID = auditlog.NewID(now)
+	}
+	d.audit.Record(rec.Truncate())
 }
 
 // Succeeded settles a verified, correct login: it resets the username and
@@ -712,6 +741,19 @@ func (a *Attempt) Succeeded(ctx context.Context) Decision {
 	}
 	a.record(true, false, a.dec.FailMode)
 	return a.dec
+}
+
+// refusedReason is the audit record's Refused field for a refusal's reason.
+func refusedReason(err error) string {
+	switch {
+	case errors.Is(err, ErrUsernameTooLong):
+		return "too_long"
+	case errors.Is(err, errBodyTooLarge):
+		return "too_large"
+	case errors.Is(err, errShed):
+		return "shed"
+	}
+	return "ambiguous"
 }
 
 // blockValue is what a block key holds: the failure count and the display

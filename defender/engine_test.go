@@ -70,6 +70,7 @@ func newEnv(t *testing.T, mut func(*Config)) *env {
 		t.Fatal(err)
 	}
 	cfg := DefaultConfig()
+	cfg.AuditCoalesceWindow = 0 // one record per attempt, unless a test says otherwise
 	if mut != nil {
 		mut(&cfg)
 	}

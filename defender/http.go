@@ -222,6 +222,10 @@ func (p *protected) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // errBodyTooLarge is the reason recorded for a body past MaxBodyBytes.
 var errBodyTooLarge = errors.New("defender: login request body too large")
 
+// errShed is the reason recorded for a password check shed by admission
+// control.
+var errShed = errors.New("defender: password check shed: too many running")
+
 // login builds the Login of r with the given username.
 func (m *Middleware) login(r *http.Request, username string) Login {
 	return Login{

@@ -108,6 +108,7 @@ func newFixture(t *testing.T, o fixtureOpts) *fixture {
 	f.store = st
 	t.Cleanup(func() { _ = st.Close() })
 	cfg := defender.DefaultConfig()
+	cfg.AuditCoalesceWindow = 0 // one record per attempt, unless a test says otherwise
 	if o.cfg != nil {
 		o.cfg(&cfg)
 	}

@@ -172,19 +172,20 @@ type doc struct {
 	Success   bool      `bson:"login_valid"`
 	Locked    bool      `bson:"locked"`
 	FailMode  string    `bson:"fail_mode,omitempty"`
+	Refused   string    `bson:"refused,omitempty"`
 	Count     int64     `bson:"count,omitempty"`
 	Until     time.Time `bson:"until,omitempty"`
 }
 
 func toDoc(r auditlog.Record) doc {
 	return doc{ID: r.ID, Time: r.Time, IP: r.IP, Username: r.Username, Canonical: r.CanonicalUsername, UserAgent: r.UserAgent,
-		Path: r.Path, Accept: r.Accept, Success: r.Success, Locked: r.Locked, FailMode: r.FailMode, Count: r.Count, Until: r.Until}
+		Path: r.Path, Accept: r.Accept, Success: r.Success, Locked: r.Locked, FailMode: r.FailMode, Refused: r.Refused, Count: r.Count, Until: r.Until}
 }
 
 func (d doc) record() auditlog.Record {
 	r := auditlog.Record{ID: d.ID, Time: d.Time.UTC(), IP: d.IP, Username: d.Username, CanonicalUsername: d.Canonical,
 		UserAgent: d.UserAgent, Path: d.Path, Accept: d.Accept, Success: d.Success, Locked: d.Locked, FailMode: d.FailMode,
-		Count: d.Count}
+		Refused: d.Refused, Count: d.Count}
 	if !d.Until.IsZero() {
 		r.Until = d.Until.UTC()
 	}
