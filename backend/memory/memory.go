@@ -534,17 +534,24 @@ func (s *Store) makeRoom(sh *shard, now int64) bool {
 }
 
 // pinRoom makes sure that need more pinned keys fit in sh's pinned share.
-// When they do not, it sweeps expired keys if a sweep is due (at most once
-// a second of store time) or a pinned key is known to have expired since
-// the share was found full, and otherwise fails with backend.ErrFull. A
-// share found full of live keys fails fast until its first pinned key
-// expires or one is removed. The caller holds sh.mu.
+// When they do not, it sweeps expired keys if a pinned key is known to
+// have expired since the share was found full of live keys, or, when the
+// share is not known to be full, if a sweep is due (at most once a second
+// of store time); otherwise, or when the sweep freed too little, it fails
+// with backend.ErrFull. A share found full of live keys is marked so until
+// its first pinned key expires or one is removed, and refuses without a
+// scan meanwhile. The caller holds sh.mu.
 func (s *Store) pinRoom(sh *shard, now int64, need int) error {
 	if sh.pinned+need <= sh.maxPinned {
 		return nil
 	}
-	expiredSince := sh.pinFull && sh.pinFullUntil != 0 && now >= sh.pinFullUntil
-	if sh.sweepDue(now) || expiredSince {
+	var sweep bool
+	if sh.pinFull {
+		sweep = sh.pinFullUntil != 0 && now >= sh.pinFullUntil
+	} else {
+		sweep = sh.sweepDue(now)
+	}
+	if sweep {
 		s.sweepShard(sh, now)
 		if sh.pinned+need <= sh.maxPinned {
 			return nil
