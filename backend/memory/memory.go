@@ -992,7 +992,7 @@ func (s *Store) sweeper(every time.Duration) {
 }
 
 // Stats returns a snapshot of the store's counters, taking each shard lock
-// briefly. After Close, Keys is 0.
+// briefly. After Close, Keys and Pinned are 0.
 func (s *Store) Stats() Stats {
 	st := Stats{
 		MaxKeys:   s.maxKeys,
@@ -1038,7 +1038,7 @@ func (s *Store) Close() error {
 		for i := range s.shards {
 			sh := &s.shards[i]
 			sh.mu.Lock()
-			sh.idx, sh.ents, sh.free, sh.n = nil, nil, nil, 0
+			sh.idx, sh.ents, sh.free, sh.n, sh.pinned, sh.nonEmpty = nil, nil, nil, 0, 0, 0
 			sh.mu.Unlock()
 		}
 	})

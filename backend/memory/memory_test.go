@@ -619,6 +619,9 @@ func TestLazyExpiryOnGet(t *testing.T) {
 func TestClose(t *testing.T) {
 	s := open(t, nil)
 	incr1(t, s, "k", 1, 0)
+	if err := s.SetBlock(bg, "blk", nil, 0); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -643,7 +646,7 @@ func TestClose(t *testing.T) {
 			t.Errorf("%s after Close: %v", name, err)
 		}
 	}
-	if st := s.Stats(); st.Keys != 0 {
+	if st := s.Stats(); st.Keys != 0 || st.Pinned != 0 {
 		t.Fatalf("keys retained after Close: %+v", st)
 	}
 }
