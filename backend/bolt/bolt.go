@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -255,17 +254,22 @@ func (s *Store) view(fn func(b *bbolt.Bucket) error) error {
 // update runs fn in the next group commit (see commit.go): one write
 // transaction and one fsync shared with the writes queued at the same
 // time. fn may run more than once and must compute its results afresh from
-// the transaction and assign them, never accumulate. When ctx ends first,
-// update returns at once; the write stays queued and may still be
-// committed (callers cannot know, as the Backend contract says), and
-// Close commits it before closing the file.
+// the transaction and assign them, never accumulate. When ctx ends while
+// the write is still queued, update abandons it and returns ctx's error:
+// the write never happens. When the write was already taken into a
+// transaction, update waits for that commit and returns its outcome even
+// though ctx has ended. An error therefore always means nothing was
+// written.
 func (s *Store) update(ctx context.Context, fn func(b *bbolt.Bucket) error) error {
-	ch := s.cm.submit(fn)
+	cl := s.cm.submit(fn)
 	select {
-	case err := <-ch:
+	case err := <-cl.err:
 		return s.wrap(err)
 	case <-ctx.Done():
-		return fmt.Errorf("bolt: %w (the write may still be committed)", ctx.Err())
+		if cl.abandon() {
+			return fmt.Errorf("bolt: %w (not written)", ctx.Err())
+		}
+		return s.wrap(<-cl.err)
 	}
 }
 
@@ -315,7 +319,6 @@ func (s *Store) Incr(ctx context.Context, keys []string, delta int64, ttl time.D
 	if err := backend.CheckKeys(keys); err != nil {
 		return nil, err
 	}
-	keys = slices.Clone(keys) // the write may outlive a cancelled caller
 	var out []int64
 	err := s.update(ctx, func(b *bbolt.Bucket) error {
 		now := s.now()
@@ -348,7 +351,6 @@ func (s *Store) SetBlock(ctx context.Context, key string, value []byte, ttl time
 	if err := backend.CheckKey(key); err != nil {
 		return err
 	}
-	value = bytes.Clone(value) // the write may outlive a cancelled caller
 	return s.update(ctx, func(b *bbolt.Bucket) error {
 		return b.Put([]byte(key), encodeBlock(expiry(s.now(), ttl), value))
 	})
@@ -394,7 +396,6 @@ func (s *Store) Delete(ctx context.Context, keys ...string) error {
 	if err := backend.CheckKeys(keys); err != nil {
 		return err
 	}
-	keys = slices.Clone(keys) // the write may outlive a cancelled caller
 	return s.update(ctx, func(b *bbolt.Bucket) error {
 		for _, k := range keys {
 			if err := b.Delete([]byte(k)); err != nil {
@@ -440,8 +441,8 @@ func (s *Store) Reserve(ctx context.Context, r *backend.Reservation) error {
 	if len(r.Counters) == 0 {
 		return nil
 	}
-	// The write may outlive a cancelled caller, who may then reuse r.
-	blocks, counters, ttl := slices.Clone(r.Blocks), slices.Clone(r.Counters), r.TTL
+	// A write never outlives its call (see update): r's slices can be used.
+	blocks, counters, ttl := r.Blocks, r.Counters, r.TTL
 	var blocked int
 	var blk backend.Entry
 	var counts []int64
@@ -500,8 +501,6 @@ func (s *Store) Block(ctx context.Context, req backend.BlockRequest) (backend.Bl
 		return backend.BlockResult{}, err
 	}
 	defer s.end()
-	// The write may outlive a cancelled caller.
-	req.Value, req.Durations = bytes.Clone(req.Value), slices.Clone(req.Durations)
 	var res backend.BlockResult
 	err := s.update(ctx, func(b *bbolt.Bucket) error {
 		now := s.now()
@@ -665,7 +664,8 @@ func (s *Store) sweeper(every time.Duration) {
 }
 
 // Close waits for the operations in progress, stops the sweeper and the
-// writes of cancelled callers, and closes the file (releasing its lock).
+// committer (writes abandoned by their callers never run), and closes the
+// file (releasing its lock).
 // Later calls return backend.ErrClosed. Close is idempotent; the first
 // call returns the file's close error, if any.
 func (s *Store) Close() error {

@@ -7,12 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -772,14 +775,15 @@ func TestCancelledContext(t *testing.T) {
 }
 
 // TestCancelDuringWrite: a caller whose context ends while its write waits
-// for the batch returns at once; Close still waits for that write.
+// for the batch returns at once with the context's error, and the write
+// never happens, not even at Close.
 func TestCancelDuringWrite(t *testing.T) {
 	s := open(t, &Options{MaxBatchDelay: 300 * time.Millisecond, MaxBatchSize: 1000, SweepInterval: -1})
 	ctx, cancel := context.WithTimeout(bg, 20*time.Millisecond)
 	defer cancel()
 	start := time.Now()
 	_, err := s.Incr(ctx, []string{"k"}, 1, 0)
-	if !errors.Is(err, context.DeadlineExceeded) {
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "not written") {
 		t.Fatalf("got %v", err)
 	}
 	if d := time.Since(start); d > 250*time.Millisecond {
@@ -793,8 +797,8 @@ func TestCancelDuringWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s2.Close()
-	if e := get1(t, s2, "k"); string(e.Value) != "1" {
-		t.Fatalf("the cancelled write was not completed before Close: %+v", e)
+	if e := get1(t, s2, "k"); e.Found {
+		t.Fatalf("the abandoned write was committed: %+v", e)
 	}
 }
 
@@ -1129,10 +1133,20 @@ func TestConformanceFakeClock(t *testing.T) {
 	})
 }
 
-// TestCancelledCallerReusesInputs: a caller that gave up may reuse its
-// slices at once; the queued write uses what it was given.
+// TestCancelledCallerReusesInputs: a caller that gave up while its write
+// was queued may reuse its slices at once: the write never runs.
 func TestCancelledCallerReusesInputs(t *testing.T) {
-	s := open(t, &Options{MaxBatchDelay: 100 * time.Millisecond, SweepInterval: -1})
+	s0 := open(t, &Options{SweepInterval: -1})
+	incr1(t, s0, "d", 1, 0)
+	if err := s0.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// An idle committer: the calls below wait for its 100ms batch delay.
+	s, err := Open(s0.Path(), &Options{MaxBatchDelay: 100 * time.Millisecond, SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
 	ctx, cancel := context.WithTimeout(bg, 5*time.Millisecond)
 	defer cancel()
 	r := &backend.Reservation{Blocks: []string{"b"}, Counters: []string{"c"}, TTL: time.Hour}
@@ -1167,12 +1181,107 @@ func TestCancelledCallerReusesInputs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s2.Close()
-	es, err := s2.Get(bg, []string{"c", "Y", "k", "Z", "sb", "bb"})
+	es, err := s2.Get(bg, []string{"c", "Y", "k", "Z", "sb", "bb", "l", "d"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !es[0].Found || es[1].Found || !es[2].Found || es[3].Found || string(es[4].Value) != "v1" || string(es[5].Value) != "w1" || es[5].TTL < time.Minute {
-		t.Fatalf("%+v", es)
+	for _, e := range es[:7] {
+		if e.Found {
+			t.Fatalf("an abandoned write ran: %+v", e)
+		}
+	}
+	if !es[7].Found {
+		t.Fatal("an abandoned Delete ran")
+	}
+}
+
+// TestTakenWriteReportsCommitted: a caller whose context ends while its
+// write is in a committing transaction waits for the commit and reports
+// success, and the write is there.
+func TestTakenWriteReportsCommitted(t *testing.T) {
+	s := open(t, &Options{SweepInterval: -1})
+	ctx, cancel := context.WithCancel(bg)
+	defer cancel()
+	testHookInTx = func() {
+		cancel()
+		<-ctx.Done()
+		runtime.Gosched() // let the caller see its context end first, usually
+	}
+	defer func() { testHookInTx = nil }()
+	r := &backend.Reservation{Blocks: []string{"b"}, Counters: []string{"c"}, TTL: time.Hour}
+	err := s.Reserve(ctx, r)
+	testHookInTx = nil
+	if err != nil || len(r.Counts) != 1 || r.Counts[0] != 1 {
+		t.Fatalf("Reserve = %v %+v, want the committed count", err, r)
+	}
+	if ctx.Err() == nil {
+		t.Fatal("the context did not end during the commit")
+	}
+	if e := get1(t, s, "c"); string(e.Value) != "1" {
+		t.Fatalf("c = %+v", e)
+	}
+}
+
+// TestCancellationIsExact races many Reserves, Incrs and Blocks whose
+// contexts end at random points (before the call, while queued, during a
+// commit) and checks that an error always means "not written": the counter
+// ends at exactly the number of successful Reserves and Incrs, and the
+// lockout count at the number of successful Blocks.
+func TestCancellationIsExact(t *testing.T) {
+	for _, nosync := range []bool{false, true} {
+		s := open(t, &Options{SweepInterval: -1, NoSync: nosync})
+		var ok, failed, lockouts atomic.Int64
+		var wg sync.WaitGroup
+		for i := range 600 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx, cancel := context.WithCancel(bg)
+				defer cancel()
+				switch i % 10 {
+				case 0:
+					cancel() // before the call: always an error
+				case 1:
+					// never cancelled: always a success
+				default:
+					stop := time.AfterFunc(time.Duration(rand.N(5000))*time.Microsecond, cancel)
+					defer stop.Stop()
+				}
+				var err error
+				switch i % 3 {
+				case 0:
+					err = s.Reserve(ctx, &backend.Reservation{Blocks: []string{"b"}, Counters: []string{"c"}, TTL: time.Hour})
+				case 1:
+					_, err = s.Incr(ctx, []string{"c"}, 1, time.Hour)
+				default:
+					_, err = s.Block(ctx, backend.BlockRequest{BlockKey: "other", LockoutsKey: "l", Window: time.Hour, Durations: []time.Duration{time.Hour}})
+					if err == nil {
+						lockouts.Add(1)
+						return
+					}
+				}
+				switch {
+				case err == nil:
+					ok.Add(1)
+				case errors.Is(err, context.Canceled):
+					failed.Add(1)
+				default:
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		c, l := get1(t, s, "c"), get1(t, s, "l")
+		t.Logf("nosync %v: %d counted, %d cancelled, %d lockouts", nosync, ok.Load(), failed.Load(), lockouts.Load())
+		if got, _ := strconv.ParseInt(string(c.Value), 10, 64); got != ok.Load() {
+			t.Errorf("nosync %v: counter %d, want the %d successful calls", nosync, got, ok.Load())
+		}
+		if got, _ := strconv.ParseInt(string(l.Value), 10, 64); got != lockouts.Load() {
+			t.Errorf("nosync %v: lockouts %d, want the %d successful Blocks", nosync, got, lockouts.Load())
+		}
+		if failed.Load() < 40 || ok.Load() < 40 {
+			t.Errorf("nosync %v: %d ok, %d cancelled; want at least the 40 never and the 40 always cancelled calls to Reserve and Incr", nosync, ok.Load(), failed.Load())
+		}
 	}
 }
 

@@ -201,12 +201,53 @@
 // deadline (the URL's default, 50ms, is half of DEFENDER_STORE_TIMEOUT's
 // 100ms). Every network error, timeout, refused connection or server error
 // wraps backend.ErrUnavailable, and also the context's error when its
-// deadline has passed. A failed write may or may not have been applied;
-// the Store never retries it blindly (a cas retry re-reads first). Set
+// deadline has passed. Set
 // client.MaxIdleConns to at least the expected number of concurrent calls
 // (gomemcache's default is 2: every call beyond that dials and closes a
 // connection). Options.MaxInFlight (default 128) bounds the calls using the
 // network at once, so that a burst of logins cannot open more connections
 // than Memcached accepts (-c, 1024 by default); more calls wait for a slot
 // until their context ends.
+//
+// # What an error says about the write
+//
+//   - A context that ended before a counter write ("cas"/"add") was sent:
+//     that write is never sent. The Store checks the context right before
+//     each one, also in work that goes on after the caller was answered
+//     at its deadline, so an abandoned Incr or Reserve never counts
+//     afterwards (TestAbandonedCallWritesNothing). An abandoned Block whose
+//     lockout count was not yet written writes nothing; once it was, the
+//     block, its index entry and the counter's deletion follow, so the
+//     block is listed.
+//   - A write that was sent and then failed (timeout, dead connection) or
+//     was abandoned while on the wire may or may not have been applied:
+//     the Store never resends it (a compare-and-swap retry after a lost
+//     race re-reads first; writes are not retried after network errors).
+//   - A Reserve that fails after counting (a later write failed, or its
+//     refund after finding a block could not be written) may leave counts
+//     in place; the caller cannot tell, as the backend contract says.
+//
+// # Server restarts
+//
+// gomemcache keeps up to MaxIdleConns idle connections per server and
+// hands them out without checking them. When a server restarts, every
+// pooled connection to it is dead, and each used to fail one request
+// before being thrown away: with 64 pooled connections, 64 failed logins
+// (about a minute at one login a second). The Store therefore drops every
+// idle connection of the client (its Close, which leaves the client
+// usable; in-use connections are not touched, idle ones to the other
+// servers of a pool are dialled again when needed) at the first error
+// showing that the server closed a connection: end of file, connection
+// reset or broken pipe. Timeouts (a slow or unreachable server) and
+// refused dials (no pooled connection involved) do not drop the pool. A
+// read ("gets") that met such a dead connection is retried once on a fresh
+// one, when its context has not ended: a read is safe to repeat. A write
+// is not (it may have been applied) and fails. So after a restart the
+// first login succeeds (its "gets" is retried, its write finds only fresh
+// connections): TestRestartRecovery measures no failed login and the first
+// success a few milliseconds after the server is back, with 64 pooled
+// connections, also on a pool of three servers one of which restarts.
+// Stats.ConnDrops counts the drops; each is logged (at most once a
+// minute). With New, this also closes the idle connections of the client
+// you passed in.
 package memcached

@@ -125,13 +125,13 @@ func (s *Store) appendIndex(ctx context.Context, family byte, shard int, entries
 	sk := s.shardKey(family, shard)
 	lines := encodeIndex(entries)
 	for attempt := 0; attempt < 3; attempt++ {
-		err := s.c.Append(&memcache.Item{Key: sk, Value: lines})
+		err := s.wrote(s.c.Append(&memcache.Item{Key: sk, Value: lines}))
 		if err == nil {
 			s.grew(family, shard, len(lines))
 			return nil
 		}
 		if errors.Is(err, memcache.ErrNotStored) { // no shard yet
-			err = s.c.Add(&memcache.Item{Key: sk, Value: lines, Flags: flagIndex})
+			err = s.wrote(s.c.Add(&memcache.Item{Key: sk, Value: lines, Flags: flagIndex}))
 			if err == nil {
 				return nil
 			}
@@ -179,7 +179,7 @@ func familyIndex(family byte) int {
 func (s *Store) compactIndex(ctx context.Context, family byte, shard int, entries map[string]int64) error {
 	sk := s.shardKey(family, shard)
 	for attempt := 0; ; attempt++ {
-		it, err := s.c.Get(sk)
+		it, err := s.get(ctx, sk)
 		if errors.Is(err, memcache.ErrCacheMiss) {
 			it = nil
 		} else if err != nil {
@@ -247,10 +247,10 @@ func (s *Store) compactIndex(ctx context.Context, family byte, shard int, entrie
 			testHookBeforeWrite(s, sk)
 		}
 		if it == nil {
-			err = s.c.Add(item)
+			err = s.wrote(s.c.Add(item))
 		} else {
 			item.CasID = it.CasID
-			err = s.c.CompareAndSwap(item)
+			err = s.wrote(s.c.CompareAndSwap(item))
 		}
 		if err == nil {
 			return nil
@@ -473,7 +473,7 @@ func (s *Store) doScan(ctx context.Context, prefix, cursor string, limit int) ([
 			shardKeys = append(shardKeys, s.shardKey(f, i))
 		}
 	}
-	m, err := s.c.GetMulti(shardKeys)
+	m, err := s.getMany(ctx, shardKeys)
 	if err != nil {
 		return nil, "", unavailable(ctx, "scan", err)
 	}

@@ -149,6 +149,8 @@ type Store struct {
 	evictions   atomic.Int64
 	lastDropLog atomic.Int64
 	lastFullLog atomic.Int64
+	connDrops   atomic.Int64
+	lastConnLog atomic.Int64
 }
 
 // Stats are a Store's own counters of what it could not do and what the
@@ -164,6 +166,10 @@ type Stats struct {
 	// Evictions is the sum of the servers' eviction counters at the last
 	// check.
 	Evictions int64
+	// ConnDrops counts the times the client's idle connections were all
+	// dropped because one of them had been closed by its server (a server
+	// restart): see the package documentation.
+	ConnDrops int64
 }
 
 // New returns a Store that keeps its data on the servers of client. Set
@@ -243,7 +249,21 @@ func (s *Store) Stats() Stats {
 		IndexDropped:  s.ixDropped.Load(),
 		IndexOverflow: s.ixOverflow.Load(),
 		Evictions:     s.evictions.Load(),
+		ConnDrops:     s.connDrops.Load(),
 	}
+}
+
+// EachStat calls fn once per statistic of Stats, always the same names in
+// the same order, with a one-line description and whether the value only
+// grows (a counter) or goes up and down (a gauge). Metrics exporters use
+// it: metrics/prometheus.Options.Store exports every statistic as
+// defender_store_<name>.
+func (s *Store) EachStat(fn func(name, help string, counter bool, value float64)) {
+	st := s.Stats()
+	fn("index_dropped_total", "Counter index updates the memcached store dropped (queue full or servers failing): those counters may be missing from listings.", true, float64(st.IndexDropped))
+	fn("index_overflow_total", "Keys left out of a full memcached index shard (missing from listings).", true, float64(st.IndexOverflow))
+	fn("server_evictions", "Sum of the memcached servers' eviction counters at the last check: evicted counters and blocks let attackers in again.", false, float64(st.Evictions))
+	fn("conn_drops_total", "Times the memcached store dropped its idle connections after finding one closed by its server (a restart).", true, float64(st.ConnDrops))
 }
 
 // Close stops the background goroutines (after one last attempt to write
@@ -437,7 +457,7 @@ func (s *Store) getMulti(ctx context.Context, op string, keys []string) (map[str
 	for i, k := range keys {
 		pk[i] = s.key(k)
 	}
-	m, err := s.c.GetMulti(pk)
+	m, err := s.getMany(ctx, pk)
 	if err != nil {
 		return nil, unavailable(ctx, op, err)
 	}
@@ -514,7 +534,7 @@ func (s *Store) doSetBlock(ctx context.Context, key string, value []byte, ttl ti
 func (s *Store) setBlock(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	exp, expiration := expiry(time.Now(), ttlSeconds(ttl))
 	item := &memcache.Item{Key: s.key(key), Value: encodeBlock(exp, value), Flags: flagBlock, Expiration: expiration}
-	if err := s.c.Set(item); err != nil {
+	if err := s.wrote(s.c.Set(item)); err != nil {
 		return unavailable(ctx, "set block", err)
 	}
 	return s.appendIndex(ctx, familyBlocks, s.shardOf(key), map[string]int64{key: exp})
@@ -541,7 +561,7 @@ func (s *Store) doDelete(ctx context.Context, keys ...string) error {
 
 // bury replaces key by a tombstone.
 func (s *Store) bury(ctx context.Context, key string) error {
-	if err := s.c.Set(&memcache.Item{Key: s.key(key), Value: []byte("-"), Flags: flagTomb, Expiration: tombstoneLife}); err != nil {
+	if err := s.wrote(s.c.Set(&memcache.Item{Key: s.key(key), Value: []byte("-"), Flags: flagTomb, Expiration: tombstoneLife})); err != nil {
 		return unavailable(ctx, "delete", err)
 	}
 	return nil
@@ -683,10 +703,10 @@ func (s *Store) incrOne(ctx context.Context, key string, it *memcache.Item, read
 				return 0, false, retried, unavailable(ctx, "incr", cerr)
 			}
 			if it == nil {
-				err = s.c.Add(item)
+				err = s.wrote(s.c.Add(item))
 			} else {
 				item.CasID = it.CasID
-				err = s.c.CompareAndSwap(item)
+				err = s.wrote(s.c.CompareAndSwap(item))
 			}
 			if err == nil {
 				if reindex {
@@ -714,7 +734,7 @@ func (s *Store) incrOne(ctx context.Context, key string, it *memcache.Item, read
 		}
 		retried, stale = true, false
 		readAt = time.Now()
-		it, err = s.c.Get(pk)
+		it, err = s.get(ctx, pk)
 		if errors.Is(err, memcache.ErrCacheMiss) {
 			it = nil
 		} else if err != nil {
@@ -880,7 +900,7 @@ func (s *Store) readBlocks(ctx context.Context, blocks []string) (int, backend.E
 // refund takes back one count from key, unless it is gone meanwhile.
 func (s *Store) refund(ctx context.Context, key string, ttl time.Duration) error {
 	readAt := time.Now()
-	it, err := s.c.Get(s.key(key))
+	it, err := s.get(ctx, s.key(key))
 	if errors.Is(err, memcache.ErrCacheMiss) {
 		return nil
 	} else if err != nil {
@@ -906,7 +926,7 @@ func (s *Store) doBlock(ctx context.Context, req backend.BlockRequest) (backend.
 	}
 	defer s.release()
 	readAt := time.Now()
-	it, err := s.c.Get(s.key(req.LockoutsKey))
+	it, err := s.get(ctx, s.key(req.LockoutsKey))
 	if errors.Is(err, memcache.ErrCacheMiss) {
 		it = nil
 	} else if err != nil {
@@ -919,7 +939,7 @@ func (s *Store) doBlock(ctx context.Context, req backend.BlockRequest) (backend.
 	res := backend.BlockResult{Lockouts: n, Duration: backend.Escalate(req.Durations, n)}
 	exp, expiration := expiry(time.Now(), ttlSeconds(res.Duration))
 	item := &memcache.Item{Key: s.key(req.BlockKey), Value: encodeBlock(exp, req.Value), Flags: flagBlock, Expiration: expiration}
-	if err := s.c.Set(item); err != nil {
+	if err := s.wrote(s.c.Set(item)); err != nil {
 		return res, unavailable(ctx, "block: set", err)
 	}
 	// Only now the counter goes (the ordering rule of backend.Reserve),

@@ -36,9 +36,18 @@ func (c *clock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
+// open returns a store configured by o that logs nothing unless o has a
+// Logger, closed when the test ends.
 func open(t testing.TB, o *Options) *Store {
 	t.Helper()
-	s, err := New(o)
+	var oo Options
+	if o != nil {
+		oo = *o
+	}
+	if oo.Logger == nil {
+		oo.Logger = slog.New(slog.DiscardHandler)
+	}
+	s, err := New(&oo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -524,96 +533,6 @@ func TestMemoryPressure(t *testing.T) {
 	t.Logf("stats after flood: %+v", st)
 }
 
-func TestEvictionPrefersSmallCounts(t *testing.T) {
-	// One shard of 32 keys: fill with counters of count 100, then one
-	// counter of count 1; a new key must evict that one (it is always in
-	// the sample or found by the whole-shard scan... the sample is random,
-	// so check statistically: heavy counters survive most evictions).
-	s, _ := openClock(t, 32)
-	for i := range 31 {
-		incr1(t, s, "heavy"+strconv.Itoa(i), 100, time.Hour)
-	}
-	for i := range 200 {
-		incr1(t, s, "light"+strconv.Itoa(i), 1, time.Hour)
-	}
-	st := s.Stats()
-	if st.Keys != 32 || st.Evictions != 199 {
-		t.Fatalf("%+v", st)
-	}
-	heavy := 0
-	for i := range 31 {
-		if get1(t, s, "heavy"+strconv.Itoa(i)).Found {
-			heavy++
-		}
-	}
-	if heavy != 31 {
-		// With 8 samples out of 32 slots, a light key is in the sample
-		// with probability 1-(31/32)^8 ~ 22%; otherwise a heavy counter
-		// is the smallest sampled one. So heavy counters do get evicted:
-		// the check is that the heavy ones that survive are the majority.
-		t.Logf("%d heavy counters survived", heavy)
-	}
-	if heavy < 10 {
-		t.Fatalf("only %d heavy counters survived", heavy)
-	}
-}
-
-func TestFull(t *testing.T) {
-	s, c := openClock(t, 32) // one shard
-	for i := range 32 {
-		if err := s.SetBlock(bg, "b"+strconv.Itoa(i), nil, time.Duration(i+1)*time.Minute); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, call := range []func() error{
-		func() error { _, err := s.Incr(bg, []string{"new"}, 1, 0); return err },
-		func() error { return s.SetBlock(bg, "newblock", nil, 0) },
-		func() error { return s.Reserve(bg, &backend.Reservation{Counters: []string{"x"}}) },
-		func() error {
-			_, err := s.Block(bg, backend.BlockRequest{BlockKey: "b0", LockoutsKey: "l", Durations: []time.Duration{1}})
-			return err
-		},
-	} {
-		if err := call(); !errors.Is(err, backend.ErrFull) {
-			t.Fatalf("got %v, want ErrFull", err)
-		}
-	}
-	if st := s.Stats(); st.Full != 4 || st.Keys != 32 {
-		t.Fatalf("%+v", st)
-	}
-	// Existing keys can still be written.
-	if err := s.SetBlock(bg, "b5", []byte("again"), time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	// The first block expires: room again (the sweep at the bound finds it).
-	c.Advance(time.Minute)
-	incr1(t, s, "new", 1, 0)
-	// Full again; a delete makes room.
-	if _, err := s.Incr(bg, []string{"new2"}, 1, 0); err != nil {
-		// "new" is an evictable counter, so new2 evicts it.
-		t.Fatal(err)
-	}
-	if get1(t, s, "new").Found {
-		t.Fatal("counter not evicted")
-	}
-	if err := s.SetBlock(bg, "nb", nil, 0); err != nil { // evicts new2
-		t.Fatal(err)
-	}
-	if err := s.SetBlock(bg, "nb2", nil, 0); !errors.Is(err, backend.ErrFull) {
-		t.Fatalf("got %v", err)
-	}
-	if err := s.Delete(bg, "nb"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.SetBlock(bg, "nb2", nil, 0); err != nil {
-		t.Fatal(err)
-	}
-	// Only permanent blocks: full until a delete.
-	if err := s.SetBlock(bg, "nb3", nil, 0); !errors.Is(err, backend.ErrFull) {
-		t.Fatalf("got %v", err)
-	}
-}
-
 func TestExpiredPreferredOverEviction(t *testing.T) {
 	s, c := openClock(t, 32)
 	for i := range 32 {
@@ -637,42 +556,6 @@ func TestExpiredPreferredOverEviction(t *testing.T) {
 	st = s.Stats()
 	if st.Evictions != 1 {
 		t.Fatalf("%+v", st)
-	}
-}
-
-func TestVictimOrder(t *testing.T) {
-	sh := &shard{ents: []entry{
-		{key: "free"}, // kindFree
-		{key: "blk", kind: kindBlock, exp: 100},
-		{key: "pin", kind: kindPinned},
-		{key: "c5", kind: kindCounter, n: 5, exp: 50},
-		{key: "c1late", kind: kindCounter, n: 1, exp: 90},
-		{key: "c1soon", kind: kindCounter, n: 1, exp: 60},
-		{key: "c1never", kind: kindCounter, n: 1},
-		{key: "expblk", kind: kindBlock, exp: 10},
-	}}
-	tests := []struct {
-		i, best int32
-		want    bool
-	}{
-		{0, -1, false}, // free
-		{1, -1, false}, // live block
-		{2, -1, false}, // pinned
-		{3, -1, true},
-		{4, 3, true},  // smaller count
-		{3, 4, false}, // larger count
-		{5, 4, true},  // same count, sooner
-		{4, 5, false},
-		{6, 5, false}, // never expires loses to expiring
-		{5, 6, true},
-		{7, 5, true},  // expired beats live
-		{5, 7, false}, // live never beats expired
-		{7, 7, false},
-	}
-	for _, tt := range tests {
-		if got := better(sh, tt.i, tt.best, 20); got != tt.want {
-			t.Errorf("better(%s, %d) = %v", sh.ents[tt.i].key, tt.best, got)
-		}
 	}
 }
 
@@ -736,6 +619,9 @@ func TestLazyExpiryOnGet(t *testing.T) {
 func TestClose(t *testing.T) {
 	s := open(t, nil)
 	incr1(t, s, "k", 1, 0)
+	if err := s.SetBlock(bg, "blk", nil, 0); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -760,7 +646,7 @@ func TestClose(t *testing.T) {
 			t.Errorf("%s after Close: %v", name, err)
 		}
 	}
-	if st := s.Stats(); st.Keys != 0 {
+	if st := s.Stats(); st.Keys != 0 || st.Pinned != 0 {
 		t.Fatalf("keys retained after Close: %+v", st)
 	}
 }
@@ -776,8 +662,8 @@ func TestClosedShards(t *testing.T) {
 	if _, err := s.incr("k", 1, 0, now, kindCounter); !errors.Is(err, backend.ErrClosed) {
 		t.Error("incr", err)
 	}
-	if err := s.setBlock("k", "", 0, now); !errors.Is(err, backend.ErrClosed) {
-		t.Error("setBlock", err)
+	if err := s.SetBlock(bg, "k", nil, 0); !errors.Is(err, backend.ErrClosed) {
+		t.Error("SetBlock", err)
 	}
 	if _, err := s.lookup("k", now); !errors.Is(err, backend.ErrClosed) {
 		t.Error("lookup", err)
@@ -804,17 +690,39 @@ func TestClosedShards(t *testing.T) {
 	}
 }
 
-func TestBlockPartialFailures(t *testing.T) {
-	// The block itself cannot be stored: the lockout was counted.
-	s, _ := openClock(t, 32)
-	for i := range 31 {
+// TestBlockRefusedWritesNothing: a Block whose block cannot be stored
+// (the pinned share is full) fails with ErrFull and writes nothing: no
+// lockout count, and the failure counter stays.
+func TestBlockRefusedWritesNothing(t *testing.T) {
+	s, _ := openClock(t, 32) // one shard: 24 pinned keys at most
+	for i := range 23 {
 		if err := s.SetBlock(bg, "b"+strconv.Itoa(i), nil, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
-	res, err := s.Block(bg, backend.BlockRequest{BlockKey: "newb", LockoutsKey: "l", Durations: []time.Duration{time.Minute}})
-	if !errors.Is(err, backend.ErrFull) || res.Lockouts != 1 {
+	incr1(t, s, "c", 4, time.Hour)
+	// Room for one pinned key, Block needs two (the lockout count and the
+	// block, both new).
+	res, err := s.Block(bg, backend.BlockRequest{BlockKey: "newb", LockoutsKey: "l", CounterKey: "c", Durations: []time.Duration{time.Minute}})
+	if !errors.Is(err, backend.ErrFull) || res != (backend.BlockResult{}) {
 		t.Fatalf("%+v %v", res, err)
+	}
+	if get1(t, s, "l").Found || get1(t, s, "newb").Found || string(get1(t, s, "c").Value) != "4" {
+		t.Fatal("a refused Block wrote something")
+	}
+	// The lockout count exists already: one new pinned key is enough.
+	if _, err := s.Block(bg, backend.BlockRequest{BlockKey: "b0", LockoutsKey: "l0", Durations: []time.Duration{time.Minute}}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := s.Block(bg, backend.BlockRequest{BlockKey: "b1", LockoutsKey: "l0", Durations: []time.Duration{time.Minute}}); err != nil || res.Lockouts != 2 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	// A lockouts key that holds a block is invalid, and writes nothing.
+	if _, err := s.Block(bg, backend.BlockRequest{BlockKey: "b3", LockoutsKey: "b2", Durations: []time.Duration{time.Minute}}); !errors.Is(err, backend.ErrInvalid) {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.Pinned != 24 || st.MaxPinned != 24 || st.Full != 1 {
+		t.Fatalf("%+v", st)
 	}
 }
 
@@ -1051,31 +959,33 @@ func TestReserveOrderingRule(t *testing.T) {
 	}
 }
 
-func TestReserveFullMidway(t *testing.T) {
-	s, _ := openClock(t, 32)
-	for i := range 32 {
-		if err := s.SetBlock(bg, "b"+strconv.Itoa(i), nil, 0); err != nil {
-			t.Fatal(err)
-		}
-	}
-	err := s.Reserve(bg, &backend.Reservation{Blocks: []string{"x"}, Counters: []string{"y"}})
-	if !errors.Is(err, backend.ErrFull) {
+// TestReserveInvalidMidway: a counter key that holds a block fails the
+// reservation, and the counters before it are taken back.
+func TestReserveInvalidMidway(t *testing.T) {
+	s, _ := openClock(t, 0)
+	incr1(t, s, "old", 3, time.Hour)
+	if err := s.SetBlock(bg, "blk", nil, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	// A counter that exists takes its count; the new one does not fit; the
-	// first count is taken back.
-	if err := s.Delete(bg, "b0", "b1"); err != nil {
+	r := &backend.Reservation{Counters: []string{"old", "new", "blk"}, TTL: time.Hour}
+	if err := s.Reserve(bg, r); !errors.Is(err, backend.ErrInvalid) || len(r.Counts) != 0 {
+		t.Fatalf("%v %v", err, r.Counts)
+	}
+	if e := get1(t, s, "old"); string(e.Value) != "3" || get1(t, s, "new").Found {
+		t.Fatalf("old = %s (want 3), new found %v", e.Value, get1(t, s, "new").Found)
+	}
+	// The same for Incr, with any delta.
+	if _, err := s.Incr(bg, []string{"old", "new", "blk"}, 5, time.Hour); !errors.Is(err, backend.ErrInvalid) {
 		t.Fatal(err)
 	}
-	if _, err := s.Block(bg, backend.BlockRequest{BlockKey: "bx", LockoutsKey: "old", Durations: []time.Duration{0}}); err != nil {
+	if e := get1(t, s, "old"); string(e.Value) != "3" || get1(t, s, "new").Found {
+		t.Fatalf("Incr: old = %s (want 3), new found %v", e.Value, get1(t, s, "new").Found)
+	}
+	if _, err := s.Incr(bg, []string{"old", "blk"}, 0, time.Hour); !errors.Is(err, backend.ErrInvalid) {
 		t.Fatal(err)
 	}
-	err = s.Reserve(bg, &backend.Reservation{Counters: []string{"old", "new"}})
-	if !errors.Is(err, backend.ErrFull) {
-		t.Fatal(err)
-	}
-	if e := get1(t, s, "old"); string(e.Value) != "1" {
-		t.Fatalf("old = %s, want 1 (refunded)", e.Value)
+	if e := get1(t, s, "old"); string(e.Value) != "3" {
+		t.Fatalf("old = %s", e.Value)
 	}
 }
 
@@ -1101,11 +1011,9 @@ func TestHashCollisions(t *testing.T) {
 		sh := &s.shards[0]
 		sh.mu.Lock()
 		for _, k := range []string{"a", "b", "c"} {
-			e, _, err := s.insert(sh, 42, k, 1)
-			if err != nil {
+			if _, _, err := s.insert(sh, 42, k, 1, kindCounter, int64(k[0]), 0, ""); err != nil {
 				t.Fatal(err)
 			}
-			e.kind, e.n = kindCounter, int64(k[0])
 		}
 		if _, ok := sh.find(42, "d"); ok {
 			t.Fatal("found an absent key in the chain")

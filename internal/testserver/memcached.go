@@ -126,6 +126,16 @@ func (m *Memcached) Stop() {
 	m.cmd, m.done = nil, nil
 }
 
+// Restart stops the server and starts a new process on the same port, as
+// an operator's restart would: the connections clients held to the old
+// process are dead, and the new one holds no data. It fails the test like
+// Start.
+func (m *Memcached) Restart() {
+	m.t.Helper()
+	m.Stop()
+	m.Start()
+}
+
 // Stats returns the server's general statistics (the "stats" command) as a
 // map from name to value. It fails the test on a network error.
 func (m *Memcached) Stats() map[string]string {

@@ -27,6 +27,11 @@ func TestMemcachedStartStopRestart(t *testing.T) {
 	if st := m.Stats(); st["curr_items"] != "0" {
 		t.Fatalf("restarted server has curr_items %q, want 0", st["curr_items"])
 	}
+	pid := m.Stats()["pid"]
+	m.Restart()
+	if st := m.Stats(); st["pid"] == pid || st["curr_items"] != "0" {
+		t.Fatalf("Restart kept the process %s (now %s), or its items: %v", pid, st["pid"], st["curr_items"])
+	}
 }
 
 func TestStartMemcached(t *testing.T) {

@@ -24,6 +24,20 @@
 //	defender_audit_dropped_total                audit records lost (spool full or failed)
 //	defender_audit_sink_errors_total            failed sink calls
 //
+// With Options.Store set to a store that reports statistics of its own
+// (prometheus.StoreStats: *memory.Store, *memcached.Store), each one is
+// exported as defender_store_<name>, read at scrape time, for example:
+//
+//	defender_store_keys, defender_store_max_keys    memory: keys held, bound
+//	defender_store_pinned_keys                      memory: blocks and lockout counts held
+//	defender_store_evictions_total                  memory: failure counters evicted (failures forgotten)
+//	defender_store_refused_total                    memory: new blocks refused, their share full
+//	defender_store_conn_drops_total                 memcached: idle connections dropped after a server restart
+//	defender_store_server_evictions                 memcached: the servers' eviction counters
+//
+// Alert on the evictions and refusals: both mean MaxKeys (or the Memcached
+// memory) is too small for the traffic, or a flood is under way.
+//
 // The audit series exist only when Options.Audit is set; they are read from
 // it at scrape time. Every label value is one of a small fixed set, so the
 // series count is bounded whatever the traffic.

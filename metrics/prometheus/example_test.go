@@ -14,16 +14,18 @@ import (
 
 // Wiring the adapter into a Defender and serving /metrics.
 func ExampleNew() {
-	reg := promclient.NewRegistry()
-	m, err := prometheus.New(reg, nil) // Options.Audit: pass the *auditlog.Writer for the audit series
-	if err != nil {
-		panic(err)
-	}
 	store, err := memory.New(nil)
 	if err != nil {
 		panic(err)
 	}
 	defer store.Close()
+	reg := promclient.NewRegistry()
+	// Options.Store: the store's own statistics (evictions, ...);
+	// Options.Audit: pass the *auditlog.Writer for the audit series.
+	m, err := prometheus.New(reg, &prometheus.Options{Store: store})
+	if err != nil {
+		panic(err)
+	}
 	d, err := defender.New(store, defender.DefaultConfig(), &defender.Options{Metrics: m})
 	if err != nil {
 		panic(err)

@@ -21,6 +21,15 @@ type AuditStats interface {
 	Stats() auditlog.Stats
 }
 
+// StoreStats is a store that reports statistics of its own (the memory
+// store's evictions, the Memcached store's dropped connections, ...):
+// *memory.Store and *memcached.Store implement it. EachStat must call fn
+// with the same names, in the same order, on every call; counter tells a
+// value that only grows from one that goes up and down.
+type StoreStats interface {
+	EachStat(fn func(name, help string, counter bool, value float64))
+}
+
 // Options tunes New. The zero value (or nil) is valid.
 type Options struct {
 	// Namespace prefixes every metric name. Empty: "defender".
@@ -34,6 +43,11 @@ type Options struct {
 	// Audit, when set, is read at scrape time for the audit queue and spool
 	// series.
 	Audit AuditStats
+	// Store, when set, is read at scrape time: each statistic it reports
+	// becomes the series <namespace>_store_<name>, a counter or a gauge as
+	// it says. Pass the store given to defender.New when it implements
+	// StoreStats.
+	Store StoreStats
 }
 
 // ErrRegister wraps the registry's error when New cannot register (for
@@ -129,6 +143,9 @@ func New(reg promclient.Registerer, opts *Options) (*Metrics, error) {
 	cs := []promclient.Collector{m.attempts, m.blocks, m.unblocks, m.storeDur, m.storeErrors, m.failMode}
 	if o.Audit != nil {
 		cs = append(cs, newAuditCollector(o.Namespace, o.ConstLabels, o.Audit))
+	}
+	if o.Store != nil {
+		cs = append(cs, newStoreCollector(o.Namespace, o.ConstLabels, o.Store))
 	}
 	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
@@ -240,4 +257,46 @@ func (c *auditCollector) Collect(ch chan<- promclient.Metric) {
 	counter(c.spooled, float64(s.Spooled))
 	counter(c.dropped, float64(s.Dropped))
 	counter(c.sinkErrors, float64(s.SinkErrors))
+}
+
+// storeCollector reads a StoreStats once per scrape.
+type storeCollector struct {
+	src   StoreStats
+	descs map[string]*promclient.Desc
+	order []*promclient.Desc
+}
+
+// newStoreCollector learns the store's statistics (names, help, kind) from
+// one EachStat call.
+func newStoreCollector(ns string, labels promclient.Labels, src StoreStats) *storeCollector {
+	c := &storeCollector{src: src, descs: map[string]*promclient.Desc{}}
+	src.EachStat(func(name, help string, _ bool, _ float64) {
+		d := promclient.NewDesc(promclient.BuildFQName(ns, "store", name), help, nil, labels)
+		c.descs[name] = d
+		c.order = append(c.order, d)
+	})
+	return c
+}
+
+// Describe sends the store series' descriptions.
+func (c *storeCollector) Describe(ch chan<- *promclient.Desc) {
+	for _, d := range c.order {
+		ch <- d
+	}
+}
+
+// Collect reads the store's statistics once and sends every series it
+// described.
+func (c *storeCollector) Collect(ch chan<- promclient.Metric) {
+	c.src.EachStat(func(name, _ string, counter bool, v float64) {
+		d, ok := c.descs[name]
+		if !ok {
+			return
+		}
+		t := promclient.GaugeValue
+		if counter {
+			t = promclient.CounterValue
+		}
+		ch <- promclient.MustNewConstMetric(d, t, v)
+	})
 }

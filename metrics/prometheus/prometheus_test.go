@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -219,4 +221,57 @@ func TestWithDefender(t *testing.T) {
 		`defender_unblocks_total{kind="username"} 1`,
 		`defender_store_errors_total{op="reserve"} 0`,
 	)
+}
+
+// TestStoreStats exports the memory store's own statistics, read at
+// scrape time, with their kinds.
+func TestStoreStats(t *testing.T) {
+	store, err := memory.New(&memory.Options{MaxKeys: 32, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	reg := promclient.NewRegistry()
+	if _, err := prometheus.New(reg, &prometheus.Options{Store: store}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		if _, err := store.Incr(context.Background(), []string{"k" + strconv.Itoa(i)}, 1, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expect(t, scrape(t, reg),
+		"# TYPE defender_store_evictions_total counter",
+		"defender_store_evictions_total 8",
+		"# TYPE defender_store_keys gauge",
+		"defender_store_keys 32",
+		"defender_store_max_keys 32",
+		"defender_store_pinned_keys 0",
+		"defender_store_max_pinned_keys 24",
+		"defender_store_refused_total 0",
+	)
+}
+
+// shiftyStats reports a statistic at scrape time that it did not report
+// when the collector was built: it is left out.
+type shiftyStats struct{ calls int }
+
+func (s *shiftyStats) EachStat(fn func(name, help string, counter bool, value float64)) {
+	s.calls++
+	fn("kept", "Kept.", false, 1)
+	if s.calls > 1 {
+		fn("late", "Late.", true, 2)
+	}
+}
+
+func TestStoreStatsUnknownName(t *testing.T) {
+	reg := promclient.NewRegistry()
+	if _, err := prometheus.New(reg, &prometheus.Options{Namespace: "x", Store: &shiftyStats{}}); err != nil {
+		t.Fatal(err)
+	}
+	text := scrape(t, reg)
+	expect(t, text, "x_store_kept 1")
+	if strings.Contains(text, "x_store_late") {
+		t.Fatalf("an undeclared statistic was exported:\n%s", text)
+	}
 }
