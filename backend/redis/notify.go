@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -59,10 +60,18 @@ func dbOf(client goredis.UniversalClient) int {
 func (s *Store) Channel() string { return s.channel }
 
 // Notify implements backend.Notifier: one PUBLISH of the keys, separated by
-// spaces (keys never hold one), on the store's channel. On a cluster the
-// server forwards it to every node, so that subscribers connected anywhere
-// receive it. PUBLISH may be retried by the client: a key announced twice is
-// only read again.
+// spaces (keys never hold one), on the store's channel. PUBLISH may be
+// retried by the client: a key announced twice is only read again.
+//
+// go-redis sends PUBLISH to a random node of a cluster or shard of a Ring
+// (it treats the command as keyless). Notify routes it by the channel
+// instead, like a key: on a cluster to the master of the channel's slot,
+// where the subscriptions are (the cluster bus forwards it to every other
+// node, so a subscriber connected anywhere hears it), so that announcements
+// made one after the other arrive in that order; on a Ring to every live
+// shard, in parallel, because a Ring's shards do not forward messages to
+// each other and a subscriber stays on the shard where it subscribed when
+// the ring's membership changes.
 func (s *Store) Notify(ctx context.Context, keys ...string) error {
 	if err := s.check(ctx); err != nil {
 		return err
@@ -73,8 +82,26 @@ func (s *Store) Notify(ctx context.Context, keys ...string) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	return s.wrap("notify", s.c.Publish(ctx, s.channel, strings.Join(keys, " ")).Err())
+	payload := strings.Join(keys, " ")
+	if r, ok := s.c.(*goredis.Ring); ok {
+		var shards atomic.Int32
+		err := r.ForEachShard(ctx, func(ctx context.Context, c *goredis.Client) error {
+			shards.Add(1)
+			return c.Publish(ctx, s.channel, payload).Err()
+		})
+		if err == nil && shards.Load() == 0 {
+			err = errNoShard
+		}
+		return s.wrap("notify", err)
+	}
+	cmd := goredis.NewIntCmd(ctx, "publish", s.channel, payload)
+	cmd.SetFirstKeyPos(1)
+	_ = s.c.Process(ctx, cmd)
+	return s.wrap("notify", cmd.Err())
 }
+
+// errNoShard is Notify on a Ring none of whose shards is up.
+var errNoShard = errors.New("no shard of the ring is up")
 
 // Subscribe implements backend.Notifier. Each subscription has a goroutine
 // and a connection of its own, outside the client's command pool (go-redis
