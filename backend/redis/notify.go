@@ -220,6 +220,12 @@ func (sub *subscription) run() {
 		if established {
 			backoff = sub.s.minBackoff
 		}
+		if cc, ok := sub.s.c.(*goredis.ClusterClient); ok {
+			// The channel's master may have changed (a failover): let the
+			// client read the slot map again (asynchronously) rather than
+			// at its next periodic reload, up to 10s later.
+			cc.ReloadState(sub.ctx)
+		}
 		var refused goredis.Error
 		if errors.As(err, &refused) {
 			// The server answered, but not with messages: it is up,
