@@ -3,6 +3,7 @@ package conformance
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -64,7 +65,7 @@ func RunNotifier(t *testing.T, open func(t *testing.T) (a, b backend.Backend)) {
 	if open != nil {
 		o = func(t tb) (a, b backend.Backend) { return open(t.(stdT).T) }
 	}
-	runNotifier(stdT{t}, o)
+	runNotifier(stdT{t}, o, notifyWait)
 }
 
 type notifierCheck struct {
@@ -77,9 +78,11 @@ type pair struct {
 	open func(t tb) *pair
 	a, b backend.Notifier
 	ca   backend.Backend // a, to close it
+	wait time.Duration   // bound of every wait for a callback
 }
 
-func runNotifier(t tb, open func(t tb) (a, b backend.Backend)) {
+// runNotifier runs the checks; wait bounds every wait for a callback.
+func runNotifier(t tb, open func(t tb) (a, b backend.Backend), wait time.Duration) {
 	t.Helper()
 	if open == nil {
 		t.Fatalf("conformance: RunNotifier needs an open function")
@@ -106,7 +109,7 @@ func runNotifier(t tb, open func(t tb) (a, b backend.Backend)) {
 			t.Fatalf("conformance: %T and %T must both implement backend.Notifier", a, b)
 			return nil
 		}
-		return &pair{open: openPair, a: na, b: nb, ca: a}
+		return &pair{open: openPair, a: na, b: nb, ca: a, wait: wait}
 	}
 	checks := []notifierCheck{
 		{"Ready", notifyReady},
@@ -133,6 +136,7 @@ func runNotifier(t tb, open func(t tb) (a, b backend.Backend)) {
 // listener records the callbacks of one subscription.
 type listener struct {
 	name    string
+	limit   time.Duration // bound of every wait
 	stop    func()
 	busy    atomic.Int32
 	overlap atomic.Bool
@@ -159,6 +163,7 @@ func (l *listener) leave() {
 
 func (l *listener) onKey(k string) {
 	l.enter()
+	runtime.Gosched() // a wider window for an overlapping callback to show
 	l.mu.Lock()
 	l.keys = append(l.keys, k)
 	l.mu.Unlock()
@@ -184,7 +189,7 @@ func (l *listener) state() (keys []string, resets []int) {
 // saying what was awaited.
 func (l *listener) wait(t tb, what string, cond func(keys []string, resets []int) bool) {
 	t.Helper()
-	deadline := time.NewTimer(notifyWait)
+	deadline := time.NewTimer(l.limit)
 	defer deadline.Stop()
 	for {
 		if cond(l.state()) {
@@ -194,7 +199,7 @@ func (l *listener) wait(t tb, what string, cond func(keys []string, resets []int
 		case <-l.changed:
 		case <-deadline.C:
 			keys, resets := l.state()
-			t.Fatalf("%s: %s did not happen within %v (keys %s, onReset after keys %v)", l.name, what, notifyWait, short(keys), resets)
+			t.Fatalf("%s: %s did not happen within %v (keys %s, onReset after keys %v)", l.name, what, l.limit, short(keys), resets)
 			return
 		}
 	}
@@ -211,9 +216,9 @@ func short(keys []string) string {
 // subscribe subscribes a listener to n, waits for its first onReset, and
 // checks that no key came before it. The subscription is stopped when the
 // subtest ends.
-func subscribe(t tb, name string, n backend.Notifier) *listener {
+func subscribe(t tb, p *pair, name string, n backend.Notifier) *listener {
 	t.Helper()
-	l := &listener{name: name, changed: make(chan struct{}, 1)}
+	l := &listener{name: name, limit: p.wait, changed: make(chan struct{}, 1)}
 	stop, err := n.Subscribe(l.onKey, l.onReset)
 	if err != nil {
 		t.Fatalf("%s: Subscribe: %v", name, err)
@@ -258,15 +263,15 @@ func receive(t tb, l *listener, from int, want ...string) int {
 }
 
 func notifyReady(t tb, p *pair) {
-	l := subscribe(t, "subscription on a", p.a)
+	l := subscribe(t, p, "subscription on a", p.a)
 	if _, resets := l.state(); len(resets) != 1 {
 		t.Errorf("onReset called %d times when the subscription was established, want once", len(resets))
 	}
 }
 
 func notifyDelivery(t tb, p *pair) {
-	la := subscribe(t, "subscription on a", p.a)
-	lb := subscribe(t, "subscription on b", p.b)
+	la := subscribe(t, p, "subscription on a", p.a)
+	lb := subscribe(t, p, "subscription on b", p.b)
 	notify(t, p.a, "d:1", "d:2")
 	na := receive(t, la, 0, "d:1", "d:2")
 	nb := receive(t, lb, 0, "d:1", "d:2")
@@ -276,7 +281,7 @@ func notifyDelivery(t tb, p *pair) {
 }
 
 func notifyOrder(t tb, p *pair) {
-	l := subscribe(t, "subscription on b", p.b)
+	l := subscribe(t, p, "subscription on b", p.b)
 	var want []string
 	for i := range 50 {
 		keys := []string{fmt.Sprintf("o:%d", i)}
@@ -296,7 +301,7 @@ func notifyOrder(t tb, p *pair) {
 }
 
 func notifyKeys(t tb, p *pair) {
-	l := subscribe(t, "subscription on b", p.b)
+	l := subscribe(t, p, "subscription on b", p.b)
 	keys := oddKeys()
 	notify(t, p.a, keys...)
 	n := receive(t, l, 0, keys...)
@@ -311,8 +316,8 @@ func notifyIsolation(t tb, p *pair) {
 	if q == nil {
 		return
 	}
-	l1 := subscribe(t, "subscription in namespace 1", p.b)
-	l2 := subscribe(t, "subscription in namespace 2", q.b)
+	l1 := subscribe(t, p, "subscription in namespace 1", p.b)
+	l2 := subscribe(t, p, "subscription in namespace 2", q.b)
 	notify(t, p.a, "i:1")
 	n1 := receive(t, l1, 0, "i:1")
 	notify(t, q.a, "i:2")
@@ -326,8 +331,8 @@ func notifyIsolation(t tb, p *pair) {
 }
 
 func notifySeveral(t tb, p *pair) {
-	l1 := subscribe(t, "first subscription on a", p.a)
-	l2 := subscribe(t, "second subscription on a", p.a)
+	l1 := subscribe(t, p, "first subscription on a", p.a)
+	l2 := subscribe(t, p, "second subscription on a", p.a)
 	notify(t, p.b, "s:1")
 	n1 := receive(t, l1, 0, "s:1")
 	receive(t, l2, 0, "s:1")
@@ -337,7 +342,7 @@ func notifySeveral(t tb, p *pair) {
 }
 
 func notifyOneAtATime(t tb, p *pair) {
-	l := subscribe(t, "subscription on b", p.b)
+	l := subscribe(t, p, "subscription on b", p.b)
 	const announcers, each = 8, 20
 	var wg sync.WaitGroup
 	errs := make(chan error, announcers)
@@ -385,8 +390,8 @@ func notifyOneAtATime(t tb, p *pair) {
 }
 
 func notifyStop(t tb, p *pair) {
-	la := subscribe(t, "stopped subscription on a", p.a)
-	lb := subscribe(t, "subscription on b", p.b)
+	la := subscribe(t, p, "stopped subscription on a", p.a)
+	lb := subscribe(t, p, "subscription on b", p.b)
 	la.stop()
 	keys, resets := la.state()
 	la.stop() // idempotent
@@ -403,8 +408,8 @@ func notifyStop(t tb, p *pair) {
 }
 
 func notifyClose(t tb, p *pair) {
-	la := subscribe(t, "subscription on a", p.a)
-	lb := subscribe(t, "subscription on b", p.b)
+	la := subscribe(t, p, "subscription on a", p.a)
+	lb := subscribe(t, p, "subscription on b", p.b)
 	if err := p.ca.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -419,8 +424,8 @@ func notifyClose(t tb, p *pair) {
 	}()
 	select {
 	case <-done:
-	case <-time.After(notifyWait):
-		t.Fatalf("stop after Close did not return within %v", notifyWait)
+	case <-time.After(p.wait):
+		t.Fatalf("stop after Close did not return within %v", p.wait)
 	}
 	notify(t, p.b, "x:1")
 	receive(t, lb, 0, "x:1")

@@ -257,11 +257,11 @@ func (sub *subscription) session() (established bool, err error) {
 			if !isTimeout(err) {
 				return established, err
 			}
-			if pinged {
+			// Nothing for a whole interval: PING, and if nothing came
+			// back for another interval either (or the PING could not be
+			// written), the connection is dead.
+			if pinged || ps.Ping(sub.ctx) != nil {
 				return established, errNoPong
-			}
-			if err := ps.Ping(sub.ctx); err != nil {
-				return established, err
 			}
 			pinged = true
 			continue
@@ -269,7 +269,10 @@ func (sub *subscription) session() (established bool, err error) {
 		pinged = false
 		switch m := msg.(type) {
 		case *goredis.Subscription:
-			if !established && m.Kind == "subscribe" && m.Channel == sub.s.channel {
+			// The confirmation of SUBSCRIBE. A second one in a session
+			// means that go-redis subscribed again on a new connection
+			// by itself: there was a gap, so it calls onReset too.
+			if m.Kind == "subscribe" && m.Channel == sub.s.channel {
 				established = true
 				sub.onReset()
 			}
@@ -289,9 +292,9 @@ func (sub *subscription) open() (ps *goredis.PubSub, err error) {
 		// A Ring panics instead of returning an error when no shard is up
 		// or it is closed.
 		if p := recover(); p != nil {
-			err, _ = p.(error)
-			if err == nil {
-				err = fmt.Errorf("subscribe: %v", p)
+			err = fmt.Errorf("subscribe: panic: %v", p)
+			if e, ok := p.(error); ok {
+				err = e // goredis.ErrClosed for a closed Ring
 			}
 		}
 	}()

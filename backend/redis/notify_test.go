@@ -629,3 +629,76 @@ func notifyUntil(t testing.TB, s *Store, e *events, key string) {
 	}
 	e.waitKey(t, key, "an announcement after the failover")
 }
+
+// TestStopInterrupts: stop returns at once whatever the subscription is
+// doing: waiting out a backoff (after a refusal, here with a backoff of an
+// hour), or subscribing on a server that does not answer yet (CLIENT PAUSE:
+// the new connection's HELLO waits for the pause to end; the subscription
+// then ends without a session).
+func TestStopInterrupts(t *testing.T) {
+	t.Parallel()
+	srv, admin := standalone(t)
+	ctx := tctx(t)
+	t.Run("backoff", func(t *testing.T) {
+		if err := admin.Do(ctx, "acl", "setuser", "nochan", "on", ">pw", "~*", "+@all", "resetchannels").Err(); err != nil {
+			t.Fatal(err)
+		}
+		c := goredis.NewClient(&goredis.Options{Addr: srv.Addr, Username: "nochan", Password: "pw", ContextTimeoutEnabled: true, MaxRetries: -1})
+		t.Cleanup(func() { _ = c.Close() })
+		s := openStore(t, c)
+		s.minBackoff, s.maxBackoff = time.Hour, time.Hour
+		e := newEvents()
+		stop, err := s.Subscribe(e.onKey, e.onReset)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.waitResets(t, 1, "the onReset of the refusal, before the backoff")
+		stopWithin(t, stop, "during a backoff of an hour")
+	})
+	t.Run("subscribing", func(t *testing.T) {
+		c := goredis.NewClient(&goredis.Options{Addr: srv.Addr, ReadTimeout: 20 * time.Second, MaxRetries: -1})
+		t.Cleanup(func() { _ = c.Close() })
+		s := openStore(t, c)
+		if err := admin.Do(ctx, "client", "pause", 1000, "all").Err(); err != nil {
+			t.Fatal(err)
+		}
+		e := newEvents()
+		stop, err := s.Subscribe(e.onKey, e.onReset)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitCond(t, "the subscription's connection dialled", func() bool { return c.PoolStats().PubSubStats.Created == 1 })
+		stopWithin(t, stop, "while subscribing")
+		if keys, resets := e.snapshot(); len(keys)+len(resets) != 0 {
+			t.Errorf("callbacks of a subscription stopped before it was established: keys %q, onReset after keys %v", keys, resets)
+		}
+	})
+}
+
+// stopWithin calls stop and fails the test if it has not returned after
+// 30s (it should return at once; the bound only catches a hang).
+func stopWithin(t *testing.T, stop func(), what string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		stop()
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("stop %s did not return", what)
+	}
+}
+
+// waitCond polls cond until it holds, or fails the test after 30s.
+func waitCond(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 30s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

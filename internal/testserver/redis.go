@@ -605,3 +605,39 @@ func (rs *RedisSentinel) KillMasterAndWaitFailover(ctx context.Context, timeout 
 		return nil
 	})
 }
+
+// StartRedisProcess starts a standalone redis-server without persistence on
+// a free loopback port without a testing.TB, for a TestMain that serves
+// runnable examples. It returns the address and a function that stops the
+// server; the server also dies with the test process. A missing binary is an
+// error naming the package.
+func StartRedisProcess() (addr string, stop func(), err error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return "", nil, fmt.Errorf("testserver: redis-server not found (install the Debian package redis-server, or run `make test`, which does): %w", err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, fmt.Errorf("testserver: no free port: %w", err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
+		"--appendonly", "no", "--protected-mode", "no", "--daemonize", "no", "--logfile", "")
+	dieWithParent(cmd)
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("testserver: starting redis-server: %w", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	stop = func() {
+		_ = cmd.Process.Kill()
+		<-done
+	}
+	addr = Addr(port)
+	if err := WaitTCP(addr, redisWait); err != nil {
+		stop()
+		return "", nil, err
+	}
+	return addr, stop, nil
+}

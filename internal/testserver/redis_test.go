@@ -216,3 +216,19 @@ func TestStartRedisTLS(t *testing.T) {
 		t.Fatal("plain-text PING accepted by the TLS server")
 	}
 }
+
+func TestStartRedisProcess(t *testing.T) {
+	addr, stop, err := StartRedisProcess()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer c.Close()
+	if err := c.Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("PING: %v", err)
+	}
+	stop()
+	if err := WaitTCP(addr, 50*time.Millisecond); err == nil {
+		t.Fatal("server still accepts connections after stop")
+	}
+}
