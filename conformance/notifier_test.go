@@ -29,7 +29,8 @@ const (
 	noReady
 	// oneHub puts every namespace on one hub.
 	oneHub
-	// stopLeaks leaves a stopped subscription on the hub: callbacks go on.
+	// stopLeaks leaves a stopped subscription on the hub: its callbacks go
+	// on (called by Notify itself, so that the suite sees them at once).
 	stopLeaks
 	// resetOnStop calls onReset when stopped.
 	resetOnStop
@@ -42,6 +43,25 @@ const (
 	noCheck
 	// notifyAfterClose lets Notify and Subscribe work after Close.
 	notifyAfterClose
+	// subscribeFails fails every Subscribe.
+	subscribeFails
+	// nilStop returns a nil stop function.
+	nilStop
+	// earlyKey calls onKey before the first onReset.
+	earlyKey
+	// doubleReady calls onReset twice when established.
+	doubleReady
+	// notifyFails fails every Notify.
+	notifyFails
+	// spuriousReset follows every announcement with an onReset.
+	spuriousReset
+	// closeKeeps leaves the subscriptions of a closed backend running,
+	// without the last onReset.
+	closeKeeps
+	// stopHangs makes stop after Close take three times the suite's wait.
+	stopHangs
+	// foreignKey adds a key nobody announced to every announcement.
+	foreignKey
 )
 
 // hub is a namespace of the reference notifier.
@@ -57,6 +77,7 @@ type refNotifier struct {
 	*ref
 	hub   *hub
 	flaws nflaw
+	wait  time.Duration // the suite's wait, for stopHangs
 
 	mu     sync.Mutex
 	closed bool
@@ -73,10 +94,18 @@ type refSub struct {
 	cond    *sync.Cond
 	queue   []func()
 	ended   bool
+	leaked  bool // stopped or closed, but still on the hub (stopLeaks, closeKeeps)
 	done    chan struct{}
 }
 
 func (s *refSub) push(f func()) {
+	s.mu.Lock()
+	leaked := s.leaked
+	s.mu.Unlock()
+	if leaked {
+		f()
+		return
+	}
 	if s.flaws&concurrent != 0 {
 		go f()
 		return
@@ -124,6 +153,9 @@ func (s *refSub) end(last func()) {
 }
 
 func (n *refNotifier) Notify(ctx context.Context, keys ...string) error {
+	if n.flaws&notifyFails != 0 {
+		return errBoom
+	}
 	n.mu.Lock()
 	closed := n.closed && n.flaws&notifyAfterClose == 0
 	n.mu.Unlock()
@@ -142,6 +174,9 @@ func (n *refNotifier) Notify(ctx context.Context, keys ...string) error {
 		keys = keys[:len(keys)-1]
 	}
 	keys = append([]string(nil), keys...)
+	if n.flaws&foreignKey != 0 {
+		keys = append(keys, "zz:foreign")
+	}
 	n.hub.mu.Lock()
 	defer n.hub.mu.Unlock()
 	for s := range n.hub.subs {
@@ -151,13 +186,22 @@ func (n *refNotifier) Notify(ctx context.Context, keys ...string) error {
 		for _, k := range keys {
 			s.push(func() { s.onKey(k) })
 		}
+		if n.flaws&spuriousReset != 0 {
+			s.push(s.onReset)
+		}
 	}
 	return nil
 }
 
 func (n *refNotifier) Subscribe(onKey func(string), onReset func()) (func(), error) {
-	if n.flaws&noCheck == 0 && (onKey == nil || onReset == nil) {
-		return nil, fmt.Errorf("%w: nil callback", backend.ErrInvalid)
+	if n.flaws&subscribeFails != 0 {
+		return nil, errBoom
+	}
+	if onKey == nil || onReset == nil {
+		if n.flaws&noCheck == 0 {
+			return nil, fmt.Errorf("%w: nil callback", backend.ErrInvalid)
+		}
+		onKey, onReset = func(string) {}, func() {}
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -169,18 +213,36 @@ func (n *refNotifier) Subscribe(onKey func(string), onReset func()) (func(), err
 	n.subs[s] = true
 	n.hub.mu.Lock()
 	n.hub.subs[s] = true
+	if n.flaws&earlyKey != 0 {
+		s.push(func() { s.onKey("early") })
+	}
 	if n.flaws&noReady == 0 {
+		s.push(s.onReset)
+	}
+	if n.flaws&doubleReady != 0 {
 		s.push(s.onReset)
 	}
 	n.hub.mu.Unlock()
 	go s.run()
+	if n.flaws&nilStop != 0 {
+		return nil, nil
+	}
 	var once sync.Once
 	stop := func() {
+		n.mu.Lock()
+		hang := n.closed && n.flaws&stopHangs != 0
+		n.mu.Unlock()
+		if hang {
+			time.Sleep(3 * n.wait)
+		}
 		once.Do(func() {
 			n.mu.Lock()
 			delete(n.subs, s)
 			n.mu.Unlock()
 			if n.flaws&stopLeaks != 0 {
+				s.mu.Lock()
+				s.leaked = true
+				s.mu.Unlock()
 				return
 			}
 			n.hub.mu.Lock()
@@ -206,6 +268,15 @@ func (n *refNotifier) Close() error {
 		n.hub.mu.Lock()
 		delete(n.hub.subs, s)
 		n.hub.mu.Unlock()
+		if n.flaws&closeKeeps != 0 {
+			n.hub.mu.Lock()
+			n.hub.subs[s] = true
+			n.hub.mu.Unlock()
+			s.mu.Lock()
+			s.leaked = true // delivered at once, so that the suite sees it
+			s.mu.Unlock()
+			continue
+		}
 		last := s.onReset
 		if n.flaws&noCloseReset != 0 {
 			last = nil
@@ -225,7 +296,7 @@ func runRefNotifier(flaws nflaw) *report {
 			h = shared
 		}
 		mk := func() *refNotifier {
-			return &refNotifier{ref: newRef(time.Now, false, 0), hub: h, flaws: flaws, subs: map[*refSub]bool{}}
+			return &refNotifier{ref: newRef(time.Now, false, 0), hub: h, flaws: flaws, wait: time.Second, subs: map[*refSub]bool{}}
 		}
 		return mk(), mk()
 	}
@@ -277,6 +348,35 @@ func TestNotifierTeeth(t *testing.T) {
 			"Invalid": "want backend: invalid argument",
 			"Cancel":  "want context canceled",
 		}, nil},
+		{"SubscribeFails", subscribeFails, map[string]string{
+			"Ready": "Subscribe: boom",
+		}, []string{""}},
+		{"NilStop", nilStop, map[string]string{
+			"Ready": "nil stop function",
+		}, []string{""}},
+		{"EarlyKey", earlyKey, map[string]string{
+			"Ready": "before the first onReset",
+		}, []string{""}},
+		{"DoubleReady", doubleReady, map[string]string{
+			"Ready":    "want once",
+			"Delivery": "in a quiet test",
+		}, []string{""}},
+		{"NotifyFails", notifyFails, map[string]string{
+			"Delivery":   "Notify(",
+			"OneAtATime": "Notify from one of 8 goroutines: boom",
+		}, []string{""}},
+		{"SpuriousReset", spuriousReset, map[string]string{
+			"Delivery": "in a quiet test",
+		}, []string{""}},
+		{"CloseKeeps", closeKeeps, map[string]string{
+			"Close": "callbacks after Close returned",
+		}, nil},
+		{"StopHangs", stopHangs, map[string]string{
+			"Close": "stop after Close did not return",
+		}, nil},
+		{"ForeignKey", foreignKey, map[string]string{
+			"OneAtATime": "which was never announced",
+		}, []string{""}},
 		{"OpenAfterClose", notifyAfterClose, map[string]string{
 			"Close": "after Close: err = <nil>",
 		}, nil},
@@ -285,16 +385,7 @@ func TestNotifierTeeth(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			rep := runRefNotifier(c.flaw)
-			for rule, text := range c.must {
-				msgs, ok := rep.failures[rule]
-				if !ok {
-					t.Errorf("subtest %s passed, want it to fail; failures:\n%s", rule, rep)
-					continue
-				}
-				if !strings.Contains(strings.Join(msgs, "\n"), text) {
-					t.Errorf("subtest %s failed with %q, want a message holding %q", rule, msgs, text)
-				}
-			}
+			wantFailures(t, rep, c.must)
 		next:
 			for _, name := range rep.failed() {
 				if _, ok := c.must[name]; ok {

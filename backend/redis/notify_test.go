@@ -107,14 +107,7 @@ func subscribeEvents(t testing.TB, s *Store) *events {
 // (time from the call of Notify to onKey), never asserting a speed.
 func TestNotifyLatency(t *testing.T) {
 	t.Parallel()
-	addr := testserver.StartRedis(t)
-	prefix := uniquePrefix()
-	newStore := func() *Store {
-		c := goredis.NewClient(&goredis.Options{Addr: addr, ContextTimeoutEnabled: true, MaxRetries: -1})
-		t.Cleanup(func() { _ = c.Close() })
-		return openPrefixed(t, c, prefix)
-	}
-	a, b := newStore(), newStore()
+	a, b := twoProcesses(t, testserver.StartRedis(t))
 	ea, eb := subscribeEvents(t, a), subscribeEvents(t, b)
 	const n = 200
 	sent := make([]time.Time, n)
@@ -151,6 +144,19 @@ func TestNotifyLatency(t *testing.T) {
 	}
 }
 
+// twoProcesses returns two stores with one fresh prefix on two clients of
+// the server at addr, as two processes sharing it would have them.
+func twoProcesses(t testing.TB, addr string) (a, b *Store) {
+	t.Helper()
+	prefix := uniquePrefix()
+	newStore := func() *Store {
+		c := goredis.NewClient(&goredis.Options{Addr: addr, ContextTimeoutEnabled: true, MaxRetries: -1})
+		t.Cleanup(func() { _ = c.Close() })
+		return openPrefixed(t, c, prefix)
+	}
+	return newStore(), newStore()
+}
+
 // openPrefixed returns a store with prefix on client, closed at the end of
 // the test.
 func openPrefixed(t testing.TB, client goredis.UniversalClient, prefix string) *Store {
@@ -167,13 +173,7 @@ func openPrefixed(t testing.TB, client goredis.UniversalClient, prefix string) *
 func TestSubscribeServerRestart(t *testing.T) {
 	t.Parallel()
 	srv := testserver.StartRedisServer(t)
-	prefix := uniquePrefix()
-	newStore := func() *Store {
-		c := goredis.NewClient(&goredis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true, MaxRetries: -1})
-		t.Cleanup(func() { _ = c.Close() })
-		return openPrefixed(t, c, prefix)
-	}
-	a, b := newStore(), newStore()
+	a, b := twoProcesses(t, srv.Addr)
 	ea, eb := subscribeEvents(t, a), subscribeEvents(t, b)
 	if err := a.Notify(tctx(t), "before"); err != nil {
 		t.Fatal(err)
@@ -536,17 +536,9 @@ func TestSubscribeSentinelFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	eb.waitKey(t, "before", "an announcement before the failover")
-	cut := time.Now()
-	if err := rs.KillMasterAndWaitFailover(ctx, 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	promoted := time.Since(cut)
-	ea.waitResets(t, 2, "A re-established after the failover")
-	eb.waitResets(t, 2, "B re-established after the failover")
-	t.Logf("sentinel failover: master killed, replica promoted after %v; subscriptions re-established after %v",
-		promoted.Round(time.Millisecond), time.Since(cut).Round(time.Millisecond))
-	notifyUntil(t, a, eb, "after")
-	ea.waitKey(t, "after", "A hears its own announcement after the failover")
+	resumes(t, "sentinel: master killed, replica promoted", a, ea, eb, func() error {
+		return rs.KillMasterAndWaitFailover(ctx, 30*time.Second)
+	})
 }
 
 // TestSubscribeCluster: on a cluster, a message published on any node, a
@@ -588,16 +580,27 @@ func TestSubscribeCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	resumes(t, "cluster: the channel's master killed, replica promoted, cluster ok", a, ea, eb, func() error {
+		return rc.KillAndWaitPromotion(ctx, master, replica, 30*time.Second)
+	})
+}
+
+// resumes runs failover, then checks that the subscriptions of A (ea) and
+// B (eb) are re-established (a second onReset) and that an announcement
+// through a reaches both. It logs how long each step took.
+func resumes(t *testing.T, what string, a *Store, ea, eb *events, failover func() error) {
+	t.Helper()
 	cut := time.Now()
-	if err := rc.KillAndWaitPromotion(ctx, master, replica, 30*time.Second); err != nil {
+	if err := failover(); err != nil {
 		t.Fatal(err)
 	}
 	promoted := time.Since(cut)
 	ea.waitResets(t, 2, "A re-established after the failover")
 	eb.waitResets(t, 2, "B re-established after the failover")
-	t.Logf("cluster failover: the channel's master killed, replica promoted and the cluster ok after %v; subscriptions re-established after %v",
+	t.Logf("%s after %v; subscriptions re-established after %v", what,
 		promoted.Round(time.Millisecond), time.Since(cut).Round(time.Millisecond))
 	notifyUntil(t, a, eb, "after")
+	ea.waitKey(t, "after", "A hears its own announcement after the failover")
 }
 
 // openTestURL opens a store by URL, closed at the end of the test.

@@ -612,32 +612,8 @@ func (rs *RedisSentinel) KillMasterAndWaitFailover(ctx context.Context, timeout 
 // server; the server also dies with the test process. A missing binary is an
 // error naming the package.
 func StartRedisProcess() (addr string, stop func(), err error) {
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		return "", nil, fmt.Errorf("testserver: redis-server not found (install the Debian package redis-server, or run `make test`, which does): %w", err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, fmt.Errorf("testserver: no free port: %w", err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
-		"--appendonly", "no", "--protected-mode", "no", "--daemonize", "no", "--logfile", "")
-	dieWithParent(cmd)
-	if err := cmd.Start(); err != nil {
-		return "", nil, fmt.Errorf("testserver: starting redis-server: %w", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	stop = func() {
-		_ = cmd.Process.Kill()
-		<-done
-	}
-	addr = Addr(port)
-	if err := WaitTCP(addr, redisWait); err != nil {
-		stop()
-		return "", nil, err
-	}
-	return addr, stop, nil
+	return startProcess("redis-server", "redis-server", func(port int) []string {
+		return []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
+			"--appendonly", "no", "--protected-mode", "no", "--daemonize", "no", "--logfile", ""}
+	})
 }
