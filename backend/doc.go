@@ -14,6 +14,10 @@
 // use them when present and fall back to the core methods otherwise, with the
 // same semantics.
 //
+// Notifier is an optional interface of another kind: a store shared by
+// several processes announces changed keys (an unblock) to all of them, so
+// that a cache of blocks in front of the store drops its copy at once.
+//
 // Stores are chosen by URL at the edges of a program:
 //
 //	b, err := backend.Open(ctx, "bolt:///var/lib/defender/defender.db")

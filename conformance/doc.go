@@ -134,6 +134,10 @@
 // that reads the blocks before it increments, and more),
 // each of which fails the subtests of the rule it breaks.
 //
+// RunNotifier checks the optional interface backend.Notifier (change
+// announcements between the processes sharing a store) on pairs of backends
+// that share a store and a namespace; see its documentation for the rules.
+//
 // RunSink is the same kind of suite for audit sinks (auditlog.Sink): the
 // round trip of every field, coalesced records (Count, Until,
 // CanonicalUsername) included; newest-first order; exact-match filters on

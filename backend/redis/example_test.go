@@ -4,13 +4,31 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"testing"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/go-defender/defender/backend"
 	defenderredis "github.com/go-defender/defender/backend/redis"
+	"github.com/go-defender/defender/internal/testserver"
 )
+
+// exampleAddr is a redis-server that TestMain starts for the examples.
+var exampleAddr string
+
+func TestMain(m *testing.M) {
+	addr, stop, err := testserver.StartRedisProcess()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	exampleAddr = addr
+	code := m.Run()
+	stop()
+	os.Exit(code)
+}
 
 // The application's own client, shared with the store. ContextTimeoutEnabled
 // lets the context's deadline bound every store call.
@@ -76,4 +94,45 @@ func ExampleSlot() {
 	// u:alice 5797
 	// u:alice 5797
 	// i:192.0.2.1 4263
+}
+
+// Change notifications between two processes sharing one Redis (here two
+// clients): each subscribes; an unblock in either announces the block's key,
+// and both drop their cached copy. onReset also says when the subscription
+// is live: announcements made before it may have been missed.
+func ExampleStore_Subscribe() {
+	ctx := context.Background()
+	open := func() *defenderredis.Store {
+		store, err := defenderredis.Open(ctx, "redis://"+exampleAddr+"?prefix=example-notify:")
+		if err != nil {
+			panic(err)
+		}
+		return store
+	}
+	a, b := open(), open() // each owns its client, as two processes would
+	defer a.Close()
+	defer b.Close()
+
+	keys := make(chan string, 16)
+	live := make(chan struct{}, 1)
+	stop, err := b.Subscribe(
+		func(key string) { keys <- key }, // drop the cached block of key
+		func() { // drop every cached block
+			select {
+			case live <- struct{}{}:
+			default:
+			}
+		})
+	if err != nil {
+		panic(err)
+	}
+	defer stop()
+	<-live
+
+	// Process a unblocks alice (Delete), then announces it.
+	if err := a.Notify(ctx, "defender:b:{u:alice}"); err != nil {
+		fmt.Println("not announced; the others see it when their cache expires:", err)
+	}
+	fmt.Println(<-keys)
+	// Output: defender:b:{u:alice}
 }

@@ -25,24 +25,30 @@ type Options struct {
 	Prefix string
 }
 
-// Store is a backend.Backend (with backend.Reserver and backend.Blocker)
-// on Redis: standalone, Sentinel (a failover client) or Cluster. It is safe
-// for concurrent use.
+// Store is a backend.Backend (with backend.Reserver, backend.Blocker and
+// backend.Notifier) on Redis: standalone, Sentinel (a failover client),
+// Cluster or Ring. It is safe for concurrent use.
 type Store struct {
 	c       goredis.UniversalClient
 	owned   bool
 	prefix  string
 	grouped bool // keys of different hash slots go to different scripts
 	ring    bool // grouped by hash tag rather than slot
+	channel string
+
+	// Subscription timing (see notify.go); tests shorten it.
+	pingEvery, minBackoff, maxBackoff time.Duration
 
 	mu     sync.Mutex
 	closed atomic.Bool
+	subs   map[*subscription]struct{}
 }
 
 var (
 	_ backend.Backend  = (*Store)(nil)
 	_ backend.Reserver = (*Store)(nil)
 	_ backend.Blocker  = (*Store)(nil)
+	_ backend.Notifier = (*Store)(nil)
 )
 
 // New returns a Store on the application's existing client. The Store does
@@ -56,10 +62,11 @@ var (
 // never lets go-redis resend a non-idempotent script whose reply was lost.
 // opts may be nil.
 func New(client goredis.UniversalClient, opts *Options) *Store {
-	s := &Store{c: client}
+	s := &Store{c: client, pingEvery: pingEvery, minBackoff: minBackoff, maxBackoff: maxBackoff}
 	if opts != nil {
 		s.prefix = opts.Prefix
 	}
+	s.channel = channelName(s.prefix, dbOf(client))
 	switch client.(type) {
 	case *goredis.ClusterClient:
 		s.grouped = true
@@ -72,15 +79,18 @@ func New(client goredis.UniversalClient, opts *Options) *Store {
 // Client returns the go-redis client the store uses.
 func (s *Store) Client() goredis.UniversalClient { return s.c }
 
-// Close marks the store closed, and closes the client when the store opened
-// it from a URL. Further calls return backend.ErrClosed. Close is
+// Close marks the store closed, ends its subscriptions (each calls its
+// onReset last) and waits for them, and closes the client when the store
+// opened it from a URL. Further calls return backend.ErrClosed. Close is
 // idempotent.
 func (s *Store) Close() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed.Swap(true) {
+		s.mu.Unlock()
 		return nil
 	}
+	s.mu.Unlock()
+	s.stopSubscriptions()
 	if s.owned {
 		if err := s.c.Close(); err != nil && !errors.Is(err, goredis.ErrClosed) {
 			return fmt.Errorf("defender/redis: close: %w", err)

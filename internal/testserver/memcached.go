@@ -76,7 +76,7 @@ func (m *Memcached) Start() {
 		}
 		done := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(done) }()
-		if err := waitUp(m.Addr, done, 10*time.Second); err != nil {
+		if err := waitUp("memcached", m.Addr, done, 10*time.Second); err != nil {
 			_ = cmd.Process.Kill()
 			<-done
 			// The port may still be held by the previous process's
@@ -93,12 +93,12 @@ func (m *Memcached) Start() {
 
 // waitUp waits until addr accepts connections, the process exits (done is
 // closed) or timeout passes.
-func waitUp(addr string, done <-chan struct{}, timeout time.Duration) error {
+func waitUp(name, addr string, done <-chan struct{}, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		select {
 		case <-done:
-			return fmt.Errorf("testserver: memcached exited before accepting connections on %s", addr)
+			return fmt.Errorf("testserver: %s exited before accepting connections on %s", name, addr)
 		default:
 		}
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
@@ -183,35 +183,11 @@ func MemcachedStats(addr string) (map[string]string, error) {
 // address and a function that stops the server; the server also dies with
 // the test process. A missing binary is an error naming the package.
 func StartMemcachedProcess() (addr string, stop func(), err error) {
-	bin, err := exec.LookPath("memcached")
-	if err != nil {
-		return "", nil, fmt.Errorf("testserver: memcached not found (install the Debian package memcached, or run `make test`, which does): %w", err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, fmt.Errorf("testserver: no free port: %w", err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	args := []string{"-l", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "0", "-m", "64"}
-	if os.Geteuid() == 0 {
-		args = append(args, "-u", "root")
-	}
-	cmd := exec.Command(bin, args...)
-	dieWithParent(cmd)
-	if err := cmd.Start(); err != nil {
-		return "", nil, fmt.Errorf("testserver: starting memcached: %w", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	stop = func() {
-		_ = cmd.Process.Kill()
-		<-done
-	}
-	addr = Addr(port)
-	if err := waitUp(addr, done, 10*time.Second); err != nil {
-		stop()
-		return "", nil, err
-	}
-	return addr, stop, nil
+	return startProcess("memcached", "memcached", func(port int) []string {
+		args := []string{"-l", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "0", "-m", "64"}
+		if os.Geteuid() == 0 {
+			args = append(args, "-u", "root")
+		}
+		return args
+	})
 }

@@ -30,6 +30,8 @@ type RedisServer struct {
 	Dir string
 
 	t       testing.TB
+	bin     string
+	args    []string
 	cmd     *exec.Cmd
 	logPath string
 	mu      sync.Mutex
@@ -77,27 +79,53 @@ func startRedisProcess(t testing.TB, bin string, port int, dir string, args []st
 		Port:    port,
 		Dir:     dir,
 		t:       t,
+		bin:     bin,
+		args:    args,
 		logPath: filepath.Join(dir, "redis.log"),
-		done:    make(chan struct{}),
 	}
-	s.cmd = exec.Command(bin, args...)
-	s.cmd.Dir = dir
-	// A process group of its own, so that a fork (replication snapshot) is
-	// ended with it.
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("testserver: start %s: %v", bin, err)
-	}
-	go func() {
-		_ = s.cmd.Wait()
-		close(s.done)
-	}()
+	s.spawn()
 	t.Cleanup(s.Kill)
 	if err := WaitTCP(s.Addr, redisWait); err != nil {
 		s.Kill()
 		t.Fatalf("%v\n%s", err, s.Log())
 	}
 	return s
+}
+
+// spawn starts the server process (s.mu held or s not shared yet).
+func (s *RedisServer) spawn() {
+	s.t.Helper()
+	cmd := exec.Command(s.bin, s.args...)
+	cmd.Dir = s.Dir
+	// A process group of its own, so that a fork (replication snapshot) is
+	// ended with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		s.t.Fatalf("testserver: start %s: %v", s.bin, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	s.cmd, s.done, s.stopped = cmd, done, false
+}
+
+// Restart starts the server again after Stop or Kill: the same port,
+// directory and configuration (so, without persistence, an empty server, as
+// after a crash), and waits until it accepts connections. It is still
+// stopped when the test ends.
+func (s *RedisServer) Restart() {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.stopped {
+		s.t.Fatalf("testserver: Restart of %s, which is running", s.Addr)
+	}
+	s.spawn()
+	if err := WaitTCP(s.Addr, redisWait); err != nil {
+		s.t.Fatalf("testserver: restart: %v\n%s", err, s.Log())
+	}
 }
 
 // Log returns the tail of the server's log file, for failure messages.
@@ -575,5 +603,17 @@ func (rs *RedisSentinel) KillMasterAndWaitFailover(ctx context.Context, timeout 
 			return fmt.Errorf("%s is still %s", rs.Replica.Addr, role)
 		}
 		return nil
+	})
+}
+
+// StartRedisProcess starts a standalone redis-server without persistence on
+// a free loopback port without a testing.TB, for a TestMain that serves
+// runnable examples. It returns the address and a function that stops the
+// server; the server also dies with the test process. A missing binary is an
+// error naming the package.
+func StartRedisProcess() (addr string, stop func(), err error) {
+	return startProcess("redis-server", "redis-server", func(port int) []string {
+		return []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
+			"--appendonly", "no", "--protected-mode", "no", "--daemonize", "no", "--logfile", ""}
 	})
 }

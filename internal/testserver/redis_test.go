@@ -54,6 +54,47 @@ func TestRedisServerStopKill(t *testing.T) {
 	}
 }
 
+func TestRedisServerRestart(t *testing.T) {
+	ctx := context.Background()
+	s := StartRedisServer(t)
+	c := s.Client()
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	s.Stop()
+	s.Restart()
+	if s.Addr != Addr(s.Port) {
+		t.Fatalf("Addr %s after restart, want port %d", s.Addr, s.Port)
+	}
+	// The same port, an empty server (no persistence).
+	if n, err := c.Exists(ctx, "k").Result(); err != nil || n != 0 {
+		t.Fatalf("EXISTS k after restart = %d, %v; want 0, nil", n, err)
+	}
+	s.Kill()
+	if err := WaitTCP(s.Addr, 50*time.Millisecond); err == nil {
+		t.Fatal("restarted server still accepts connections after Kill")
+	}
+	s.Restart() // stopped again by the test's cleanup
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING after the second restart: %v", err)
+	}
+}
+
+func TestRedisServerRestartRunning(t *testing.T) {
+	s := StartRedisServer(t)
+	ft := &fatalT{TB: t}
+	s.t = ft
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Restart()
+	}()
+	<-done
+	if !ft.failed {
+		t.Fatal("Restart of a running server did not fail the test")
+	}
+}
+
 func TestStartRedisCluster(t *testing.T) {
 	ctx := context.Background()
 	rc := StartRedisCluster(t, 3, 1)
@@ -173,5 +214,21 @@ func TestStartRedisTLS(t *testing.T) {
 	defer plain.Close()
 	if err := plain.Ping(ctx).Err(); err == nil {
 		t.Fatal("plain-text PING accepted by the TLS server")
+	}
+}
+
+func TestStartRedisProcess(t *testing.T) {
+	addr, stop, err := StartRedisProcess()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer c.Close()
+	if err := c.Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("PING: %v", err)
+	}
+	stop()
+	if err := WaitTCP(addr, 50*time.Millisecond); err == nil {
+		t.Fatal("server still accepts connections after stop")
 	}
 }

@@ -53,3 +53,37 @@ func WaitTCP(addr string, timeout time.Duration) error {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// startProcess starts the server binary name (from the Debian package
+// debianPackage) with args(port) on a free loopback port, without a
+// testing.TB, for a TestMain. It returns the address and a function that
+// stops the server; the server also dies with the test process.
+func startProcess(name, debianPackage string, args func(port int) []string) (addr string, stop func(), err error) {
+	bin, err := exec.LookPath(name)
+	if err != nil {
+		return "", nil, fmt.Errorf("testserver: %s not found (install the Debian package %s, or run `make test`, which does): %w", name, debianPackage, err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, fmt.Errorf("testserver: no free port: %w", err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cmd := exec.Command(bin, args(port)...)
+	dieWithParent(cmd)
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("testserver: starting %s: %w", name, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	stop = func() {
+		_ = cmd.Process.Kill()
+		<-done
+	}
+	addr = Addr(port)
+	if err := waitUp(name, addr, done, 10*time.Second); err != nil {
+		stop()
+		return "", nil, err
+	}
+	return addr, stop, nil
+}
