@@ -492,7 +492,8 @@ func findBlock(b *bbolt.Bucket, blocks []string, now int64) (int, backend.Entry,
 }
 
 // Block implements backend.Blocker: the lockout count, the block and the
-// counter's deletion are one batched write transaction.
+// counter's deletion are one batched write transaction (with IfAbsent, the
+// look at the block key too).
 func (s *Store) Block(ctx context.Context, req backend.BlockRequest) (backend.BlockResult, error) {
 	if err := req.Validate(); err != nil {
 		return backend.BlockResult{}, err
@@ -504,6 +505,14 @@ func (s *Store) Block(ctx context.Context, req backend.BlockRequest) (backend.Bl
 	var res backend.BlockResult
 	err := s.update(ctx, func(b *bbolt.Bucket) error {
 		now := s.now()
+		if req.IfAbsent {
+			if i, e, err := findBlock(b, []string{req.BlockKey}, now); err != nil {
+				return err
+			} else if i == 0 {
+				res = backend.BlockResult{Duration: e.TTL, Existing: true}
+				return nil
+			}
+		}
 		n, err := incr(b, req.LockoutsKey, 1, expiry(now, req.Window), now)
 		if err != nil {
 			return err

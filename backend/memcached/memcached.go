@@ -925,6 +925,30 @@ func (s *Store) doBlock(ctx context.Context, req backend.BlockRequest) (backend.
 		return backend.BlockResult{}, err
 	}
 	defer s.release()
+	if req.IfAbsent {
+		// Claim the block key with add (stored only where no item is):
+		// of racing conditional blocks, one claims it and escalates;
+		// the others find the block and change nothing. The claim is a
+		// block of the first duration until the real one replaces it.
+		cexp, cexpiration := expiry(time.Now(), ttlSeconds(req.Durations[0]))
+		claim := &memcache.Item{Key: s.key(req.BlockKey), Value: encodeBlock(cexp, req.Value), Flags: flagBlock, Expiration: cexpiration}
+		err := s.wrote(s.c.Add(claim))
+		switch {
+		case errors.Is(err, memcache.ErrNotStored):
+			it, gerr := s.get(ctx, s.key(req.BlockKey))
+			if gerr == nil {
+				nowMs := time.Now().UnixMilli()
+				if e, derr := decode(it); derr == nil && e.flags == flagBlock && e.alive(nowMs) {
+					return backend.BlockResult{Duration: e.ttl(nowMs), Existing: true}, nil
+				}
+			} else if !errors.Is(gerr, memcache.ErrCacheMiss) {
+				return backend.BlockResult{}, unavailable(ctx, "block", gerr)
+			}
+			// A tombstone or an expired item holds the key: block.
+		case err != nil:
+			return backend.BlockResult{}, unavailable(ctx, "block: add", err)
+		}
+	}
 	readAt := time.Now()
 	it, err := s.get(ctx, s.key(req.LockoutsKey))
 	if errors.Is(err, memcache.ErrCacheMiss) {

@@ -67,9 +67,14 @@ return #KEYS
 `)
 
 	// blockScript: KEYS lockouts, block[, counter]; ARGV window, value, n,
-	// duration1..durationN. Escalates, sets the block, drops the counter.
-	// Returns {lockouts, duration}.
+	// duration1..durationN, ifabsent. Escalates, sets the block, drops the
+	// counter. Returns {lockouts, duration}, or {-1, pttl} when ifabsent is
+	// "1" and the block exists (then nothing is changed).
 	blockScript = newScript("block", `
+if ARGV[4 + tonumber(ARGV[3])] == '1' then
+  local t = redis.call('PTTL', KEYS[2])
+  if t ~= -2 then return {-1, t} end
+end
 local n = redis.call('INCR', KEYS[1])
 local w = tonumber(ARGV[1])
 if w > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) else redis.call('PERSIST', KEYS[1]) end

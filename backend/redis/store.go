@@ -444,7 +444,8 @@ func (s *Store) refund(ctx context.Context, prefixed []string) error {
 
 // Block implements backend.Blocker: one EVALSHA that escalates the lockout
 // count, sets the block with the duration it selects and deletes the
-// failure counter. On a cluster this needs the three keys in one hash slot
+// failure counter (with IfAbsent, after looking at the block key in the
+// same script). On a cluster this needs the three keys in one hash slot
 // (the engine's keys share their identity's hash tag); otherwise Block falls
 // back to Incr, SetBlock and Delete (three round trips).
 func (s *Store) Block(ctx context.Context, req backend.BlockRequest) (backend.BlockResult, error) {
@@ -462,11 +463,16 @@ func (s *Store) Block(ctx context.Context, req backend.BlockRequest) (backend.Bl
 	if len(gs) > 1 {
 		return s.blockSteps(ctx, req)
 	}
-	args := make([]any, 0, 3+len(req.Durations))
+	args := make([]any, 0, 4+len(req.Durations))
 	args = append(args, ms(req.Window), req.Value, len(req.Durations))
 	for _, d := range req.Durations {
 		args = append(args, ms(d))
 	}
+	ifAbsent := "0"
+	if req.IfAbsent {
+		ifAbsent = "1"
+	}
+	args = append(args, ifAbsent)
 	c := &call{keys: gs[0].keys, args: args, write: true}
 	if err := s.run(ctx, blockScript, []*call{c}); err != nil {
 		return backend.BlockResult{}, s.wrap("block", err)
@@ -474,6 +480,9 @@ func (s *Store) Block(ctx context.Context, req backend.BlockRequest) (backend.Bl
 	vals, err := ints(c.cmd, 2)
 	if err != nil {
 		return backend.BlockResult{}, s.wrap("block", err)
+	}
+	if vals[0] == -1 { // IfAbsent, and a block is there
+		return backend.BlockResult{Duration: time.Duration(max(vals[1], 0)) * time.Millisecond, Existing: true}, nil
 	}
 	return backend.BlockResult{Lockouts: vals[0], Duration: time.Duration(vals[1]) * time.Millisecond}, nil
 }
