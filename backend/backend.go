@@ -99,6 +99,42 @@ type Backend interface {
 	Close() error
 }
 
+// Immediate is an optional interface for in-process backends whose calls
+// never wait for I/O (the memory backend). When Immediate reports true, the
+// engine calls the backend without a per-call deadline, saving a timer on
+// every login; the backend must then still honour a context that has ended
+// (the conformance suite checks it) but may never block. A backend that can
+// wait for a network, a disk or a lock held across I/O must not implement
+// Immediate, or must report false: the engine's StoreTimeout, and so its
+// fail mode, would no longer apply to it.
+type Immediate interface {
+	Immediate() bool
+}
+
+// IsImmediate reports whether b implements Immediate and reports true.
+func IsImmediate(b Backend) bool {
+	im, ok := b.(Immediate)
+	return ok && im.Immediate()
+}
+
+// CheckPrefix returns an ErrInvalid error unless prefix is "" or obeys the
+// key rules of MaxKeyLen (no key can start with any other prefix). Backends
+// call it on Scan's prefix.
+func CheckPrefix(prefix string) error {
+	if prefix == "" || validKey(prefix) {
+		return nil
+	}
+	if len(prefix) > MaxKeyLen {
+		return fmt.Errorf("%w: Scan prefix length %d over %d", ErrInvalid, len(prefix), MaxKeyLen)
+	}
+	for i := 0; i < len(prefix); i++ {
+		if c := prefix[i]; c <= 0x20 || c >= 0x7f {
+			return fmt.Errorf("%w: Scan prefix %q has byte 0x%02x at %d", ErrInvalid, prefix, c, i)
+		}
+	}
+	return nil
+}
+
 // Reservation is the request and result of a login check: look at the block
 // keys and, only when none of them exists, count one attempt on each counter.
 type Reservation struct {

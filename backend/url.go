@@ -37,13 +37,6 @@ func Open(ctx context.Context, rawURL string) (Backend, error) { return registry
 // nothing secret leaks from it either.
 func Redact(rawURL string) string { return urlreg.Redact(rawURL) }
 
-// Params helps an Opener consume query parameters: each Get removes the
-// name, and Done reports any left over as an ErrInvalidURL error.
-type Params = urlreg.Params
-
-// NewParams returns the query parameters of u.
-func NewParams(u *url.URL) *Params { return urlreg.NewParams(u, ErrInvalidURL) }
-
 // Errorf returns an ErrInvalidURL error about u (redacted) with the reason
 // given by format and args.
 func Errorf(u *url.URL, format string, args ...any) error {

@@ -1,23 +1,29 @@
 package bench
 
 import (
-	"runtime"
-	"strconv"
+	"fmt"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/go-defender/defender/conformance"
 	"github.com/go-defender/defender/defender"
 )
 
-// mutexMap is the floor of shared/spec/performance.md: one mutex-guarded
-// map; an attempt checks 2 block keys and increments 2 counters.
-type mutexMap struct {
+// keyedMap is the floor with the keys built from the login each time, as
+// any real limiter must: the IP's text form and the lower-cased username,
+// into 2 block keys and 2 counter keys (4 small allocations), then one
+// mutex-guarded map that checks the blocks and increments the counters.
+type keyedMap struct {
 	mu sync.Mutex
 	m  map[string]int64
 }
 
-func (f *mutexMap) attempt(blocks, counters *[2]string) bool {
+func (f *keyedMap) attemptLogin(l defender.Login) bool {
+	ip, user := l.IP.String(), strings.ToLower(strings.TrimSpace(l.Username))
+	blocks := [2]string{"defender:b:ip:" + ip, "defender:b:u:" + user}
+	counters := [2]string{"defender:f:ip:" + ip, "defender:f:u:" + user}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, k := range blocks {
@@ -31,68 +37,21 @@ func (f *mutexMap) attempt(blocks, counters *[2]string) bool {
 	return true
 }
 
-// attemptLogin is the floor with the keys built from the login each time,
-// as any real limiter must: the IP's text form and the lower-cased
-// username, into the 2 block keys and 2 counter keys (4 small allocations).
-func (f *mutexMap) attemptLogin(l defender.Login) bool {
-	ip, user := l.IP.String(), strings.ToLower(strings.TrimSpace(l.Username))
-	blocks := [2]string{"defender:b:ip:" + ip, "defender:b:u:" + user}
-	counters := [2]string{"defender:f:ip:" + ip, "defender:f:u:" + user}
-	return f.attempt(&blocks, &counters)
-}
-
-// floorKeys returns the keys of logins distinct identities.
-func floorKeys() (blocks, counters [][2]string) {
-	base := int(seq.Add(1)) * logins
-	blocks = make([][2]string, logins)
-	counters = make([][2]string, logins)
-	for i := range blocks {
-		n := strconv.Itoa(base + i)
-		blocks[i] = [2]string{"defender:b:ip:10.0." + n, "defender:b:u:user" + n}
-		counters[i] = [2]string{"defender:f:ip:10.0." + n, "defender:f:u:user" + n}
-	}
-	return blocks, counters
-}
-
-// BenchmarkFloor measures the references of performance.md in the same run
-// as BenchmarkBackend: BenchmarkFloor/<reference>/<serial|parallel>.
+// BenchmarkFloor measures the references of docs/benchmarks.md in the same
+// run as BenchmarkBackend: BenchmarkFloor/<reference>/<serial|parallel>.
+// mutexmap is conformance.MutexMapFloor, the floor of BenchmarkPaired for
+// the memory store.
 func BenchmarkFloor(b *testing.B) {
-	b.Run("mutexmap", func(b *testing.B) {
-		f := &mutexMap{m: map[string]int64{}}
-		b.Run("serial", func(b *testing.B) {
-			bl, cs := floorKeys()
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				f.attempt(&bl[i%logins], &cs[i%logins])
-				i++
-			}
-			perSecond(b)
-		})
-		b.Run("parallel", func(b *testing.B) {
-			sets := make(chan [2][][2]string, runtime.GOMAXPROCS(0))
-			for range cap(sets) {
-				bl, cs := floorKeys()
-				sets <- [2][][2]string{bl, cs}
-			}
-			b.ResetTimer()
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				set := <-sets
-				bl, cs := set[0], set[1]
-				i := 0
-				for pb.Next() {
-					f.attempt(&bl[i%logins], &cs[i%logins])
-					i++
-				}
-			})
-			perSecond(b)
-		})
-	})
+	b.Run("mutexmap", func(b *testing.B) { conformance.BenchFloor(b, conformance.MutexMapFloor(), 0) })
 	b.Run("mutexmap-keys", func(b *testing.B) {
-		f := &mutexMap{m: map[string]int64{}}
+		f := &keyedMap{m: map[string]int64{}}
+		base := uint32(seq.Add(1)) * logins
+		ls := make([]defender.Login, logins)
+		for i := range ls {
+			n := base + uint32(i)
+			ls[i] = defender.Login{IP: netip.AddrFrom4([4]byte{10, byte(n >> 16), byte(n >> 8), byte(n)}), Username: fmt.Sprintf("user%d", n)}
+		}
 		b.Run("serial", func(b *testing.B) {
-			ls := loginSet()
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
@@ -119,12 +78,6 @@ type floor struct {
 	run         func(b *testing.B)
 }
 
-// roundTrip benchmarks one store round trip serially and in parallel.
-func roundTrip(b *testing.B, parallelism int, fn func() error) {
-	b.Run("serial", func(b *testing.B) { serial(b, fn) })
-	b.Run("parallel", func(b *testing.B) { parallel(b, parallelism, fn) })
-}
-
 func serial(b *testing.B, fn func() error) {
 	b.ReportAllocs()
 	for b.Loop() {
@@ -149,4 +102,11 @@ func parallel(b *testing.B, parallelism int, fn func() error) {
 		}
 	})
 	perSecond(b)
+}
+
+// perSecond reports the operations per second of b (metric ops/s).
+func perSecond(b *testing.B) {
+	if s := b.Elapsed().Seconds(); s > 0 {
+		b.ReportMetric(float64(b.N)/s, "ops/s")
+	}
 }

@@ -10,12 +10,13 @@ import (
 
 	"github.com/go-defender/defender/backend"
 	"github.com/go-defender/defender/backend/memcached"
+	"github.com/go-defender/defender/conformance"
 	"github.com/go-defender/defender/internal/testserver"
 )
 
 func init() {
 	register(store{name: "memcached", open: openMemcached, parallelism: netParallelism, footprint: memcachedFootprint, traffic: memcachedTraffic})
-	pairedFloors["memcached"] = pairedFloor{batch: 1, setup: func(b *testing.B) func(int) error {
+	pairedFloors["memcached"] = conformance.Floor{Setup: func(b *testing.B) func(int) error {
 		c := memcacheClient(memcachedAddr(b))
 		b.Cleanup(func() { c.Close() })
 		if err := c.Set(&memcache.Item{Key: "bench:floor", Value: []byte("1")}); err != nil {
@@ -29,7 +30,9 @@ func init() {
 		if err := c.Set(&memcache.Item{Key: "bench:floor", Value: []byte("1")}); err != nil {
 			b.Fatal(err)
 		}
-		roundTrip(b, netParallelism, func() error { _, err := c.Get("bench:floor"); return err })
+		conformance.BenchFloor(b, conformance.Floor{Setup: func(*testing.B) func(int) error {
+			return func(int) error { _, err := c.Get("bench:floor"); return err }
+		}}, netParallelism)
 	}})
 }
 

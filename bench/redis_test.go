@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-defender/defender/backend"
 	"github.com/go-defender/defender/backend/redis"
+	"github.com/go-defender/defender/conformance"
 )
 
 func init() {
@@ -17,12 +18,12 @@ func init() {
 		traffic: func(b *testing.B) map[string]float64 { return redisTraffic(b, []string{redisAddr(b)}) }})
 	register(store{name: "redis-cluster", open: openRedisCluster, parallelism: netParallelism,
 		traffic: func(b *testing.B) map[string]float64 { return redisTraffic(b, redisClusterAddrs(b)) }})
-	pairedFloors["redis"] = pairedFloor{batch: 1, setup: func(b *testing.B) func(int) error {
+	pairedFloors["redis"] = conformance.Floor{Setup: func(b *testing.B) func(int) error {
 		c := redisClient(redisAddr(b))
 		b.Cleanup(func() { c.Close() })
 		return func(int) error { return c.Ping(ctx).Err() }
 	}}
-	pairedFloors["redis-cluster"] = pairedFloor{batch: 1, setup: func(b *testing.B) func(int) error {
+	pairedFloors["redis-cluster"] = conformance.Floor{Setup: func(b *testing.B) func(int) error {
 		c := clusterClient(redisClusterAddrs(b))
 		b.Cleanup(func() { c.Close() })
 		return func(int) error { return c.Ping(ctx).Err() }
@@ -31,12 +32,16 @@ func init() {
 		floor{"redis", "redis-ping", func(b *testing.B) {
 			c := redisClient(redisAddr(b))
 			defer c.Close()
-			roundTrip(b, netParallelism, func() error { return c.Ping(ctx).Err() })
+			conformance.BenchFloor(b, conformance.Floor{Setup: func(*testing.B) func(int) error {
+				return func(int) error { return c.Ping(ctx).Err() }
+			}}, netParallelism)
 		}},
 		floor{"redis-cluster", "redis-cluster-ping", func(b *testing.B) {
 			c := clusterClient(redisClusterAddrs(b))
 			defer c.Close()
-			roundTrip(b, netParallelism, func() error { return c.Ping(ctx).Err() })
+			conformance.BenchFloor(b, conformance.Floor{Setup: func(*testing.B) func(int) error {
+				return func(int) error { return c.Ping(ctx).Err() }
+			}}, netParallelism)
 		}},
 	)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -49,7 +50,7 @@ func RunHarness(t *testing.T, h Harness) {
 	t.Helper()
 	var open func(t tb) backend.Backend
 	if h.Open != nil {
-		open = func(t tb) backend.Backend { return h.Open(t.(stdT).T) }
+		open = func(t tb) backend.Backend { return h.Open(testingT(t)) }
 	}
 	newSuite(open, h.Advance, h.Now).run(stdT{t})
 }
@@ -67,11 +68,93 @@ type tb interface {
 	Run(name string, f func(t tb)) bool
 }
 
+// testingT returns the *testing.T under t, which the exported functions
+// made (a stdT, possibly capped).
+func testingT(t tb) *testing.T {
+	if c, ok := t.(capped); ok {
+		t = c.tb
+	}
+	return t.(stdT).T
+}
+
 // stdT adapts *testing.T to tb.
 type stdT struct{ *testing.T }
 
 func (s stdT) Run(name string, f func(t tb)) bool {
 	return s.T.Run(name, func(t *testing.T) { f(stdT{t}) })
+}
+
+// maxRepeats is how many failures of one kind (one message format) a
+// subtest reports in full; further ones are counted, and the count is
+// reported when the subtest ends. A check that fails in a loop (say, every
+// call of 64 goroutines returning SQLITE_BUSY) then prints a few lines and
+// a total instead of hundreds of identical lines.
+const maxRepeats = 3
+
+// capped is a tb that reports at most maxRepeats failures per message
+// format, and the number of the others when its test ends. Its subtests
+// are capped too, each with its own counts.
+type capped struct {
+	tb
+	r *repeats
+}
+
+type repeats struct {
+	mu     sync.Mutex
+	counts map[string]int
+	last   map[string]string // the last message of each format not shown
+	order  []string
+}
+
+// capRepeats returns t capped; it registers the summary as a cleanup of t.
+func capRepeats(t tb) tb {
+	if c, ok := t.(capped); ok {
+		return c
+	}
+	r := &repeats{counts: map[string]int{}, last: map[string]string{}}
+	t.Cleanup(func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for _, format := range r.order {
+			if n := r.counts[format] - maxRepeats; n > 0 {
+				t.Errorf("... and %d more failures of this kind, not shown; the last: %s", n, r.last[format])
+			}
+		}
+	})
+	return capped{t, r}
+}
+
+// show counts one failure of format and reports whether to print it; it
+// keeps the message of one it does not print.
+func (c capped) show(format string, args []any) bool {
+	c.r.mu.Lock()
+	defer c.r.mu.Unlock()
+	if _, ok := c.r.counts[format]; !ok {
+		c.r.order = append(c.r.order, format)
+	}
+	c.r.counts[format]++
+	if c.r.counts[format] <= maxRepeats {
+		return true
+	}
+	c.r.last[format] = fmt.Sprintf(format, args...)
+	return false
+}
+
+func (c capped) Errorf(format string, args ...any) {
+	c.tb.Helper()
+	if c.show(format, args) {
+		c.tb.Errorf(format, args...)
+	}
+}
+
+func (c capped) Fatalf(format string, args ...any) {
+	c.tb.Helper()
+	c.show(format, args) // a Fatalf ends its goroutine: it is always shown
+	c.tb.Fatalf(format, args...)
+}
+
+func (c capped) Run(name string, f func(t tb)) bool {
+	return c.tb.Run(name, func(t tb) { f(capRepeats(t)) })
 }
 
 // Timing of the TTL checks. The values suit a store whose TTLs have a
@@ -156,6 +239,7 @@ func (s *suite) groups() []group {
 
 func (s *suite) run(t tb) {
 	t.Helper()
+	t = capRepeats(t)
 	if s.openFn == nil {
 		t.Fatalf("conformance: Harness.Open is nil")
 		return
@@ -325,7 +409,7 @@ func checkTTL(t tb, what string, e backend.Entry, ttl, elapsed time.Duration) {
 		return
 	}
 	if e.TTL <= 0 {
-		t.Errorf("%s: key %q has TTL %v, want > 0: every key written with a TTL keeps it", what, e.Key, e.TTL)
+		t.Errorf("%s: key %q has TTL %v, want > 0: every key written with a TTL keeps it, and a live key's TTL is rounded up to the store's resolution, never down to 0 (0 means never expires)", what, e.Key, e.TTL)
 		return
 	}
 	high := ttl + resolution
@@ -336,7 +420,7 @@ func checkTTL(t tb, what string, e backend.Entry, ttl, elapsed time.Duration) {
 		t.Errorf("%s: key %q has TTL %v, want <= %v (ttl %v written %v ago, rounded up): was the TTL extended?", what, e.Key, e.TTL, high, ttl, elapsed)
 	}
 	if low := ttl - elapsed - early - time.Duration(lateness.Load()); e.TTL < low {
-		t.Errorf("%s: key %q has TTL %v, want about %v (>= %v): was the TTL restarted?", what, e.Key, e.TTL, ttl-elapsed, low)
+		t.Errorf("%s: key %q has TTL %v, want about %v (>= %v): shorter than written; was the TTL not restarted by the last write, or truncated (TTLs are rounded up to the store's resolution, never down)?", what, e.Key, e.TTL, ttl-elapsed, low)
 	}
 }
 

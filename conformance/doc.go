@@ -36,8 +36,29 @@
 // RunHarness takes a Harness instead: its Advance moves a fake clock shared
 // by the backends Open returns (the memory and bolt backends take one as
 // Options.Now), so that the same checks run instantly; its Now is given to
-// the engine in the whole-stack scenario. Run is RunHarness with Advance =
+// the engine in the whole-stack scenario. Clock is a ready fake clock for
+// it (NewClock, Clock.Now, Clock.Advance). Run is RunHarness with Advance =
 // time.Sleep.
+//
+// # Failure messages
+//
+// A failure says which rule broke and, where a likely cause is known, the
+// cause: a reported TTL above the one written asks whether the TTL was
+// extended; one below it, whether the write failed to restart it or the
+// store truncates TTLs (they must be rounded up, never down); a TTL of 0
+// for a live expiring key, that TTLs are rounded up and must stay > 0. A
+// check that fails the same way many times (say, 64 goroutines that all
+// get SQLITE_BUSY) prints the first three messages and then one line with
+// the number of the others and the last of them.
+//
+// # Benchmarks
+//
+// Bench measures the login path (Check, Failure, Success and the whole
+// Attempt, serially and in parallel) through a defender.Defender over your
+// backend, optionally paired with your store's own cheapest round trip
+// (Floor) for the ratio x-floor; BenchPaired and BenchFloor are its parts.
+// This repository's bench/ runs the same functions on every built-in
+// backend, so your numbers compare with the published ones.
 //
 // # The rules
 //
@@ -47,7 +68,10 @@
 //     be negative and counters go below zero (NegativeDelta); one value per
 //     key, in order, several keys per call (SeveralKeysInOrder); Get shows a
 //     counter as decimal ASCII (ValueIsDecimal); no keys, no values
-//     (NoKeys); SetBlock replaces a counter (SetBlockReplacesCounter).
+//     (NoKeys); SetBlock replaces a counter (SetBlockReplacesCounter); Incr
+//     on a key that holds a live block fails, preferably with
+//     backend.ErrInvalid, and leaves the block, its value and its TTL as
+//     they were (IncrOnBlock).
 //   - TTL/...: no key is ever left without its TTL: after Incr or SetBlock
 //     with ttl > 0, Get reports 0 < TTL <= ttl (IncrSetsTTL,
 //     SetBlockSetsTTL); each Incr restarts the TTL, so increments spaced by
@@ -88,7 +112,11 @@
 //     (Pagination/limit=N); entries carry Value and TTL as Get would
 //     (ValuesAndTTLs); keys that stay while others are deleted or written
 //     during a scan are all returned (DeleteDuringScan, WriteDuringScan); a
-//     scan of nothing returns nothing and ends with cursor "" (Empty). Every
+//     scan of nothing returns nothing and ends with cursor "" (Empty); a
+//     prefix no key can start with (a byte outside 0x21..0x7e, or longer
+//     than backend.MaxKeyLen) fails with backend.ErrInvalid, preferably
+//     (backend.CheckPrefix), or returns no entry and cursor "", never a key
+//     or another error (InvalidPrefix). Every
 //     scan must end within 10000 pages and return only live (Found) keys
 //     with the prefix.
 //   - Delete/...: deleting an absent key is not an error (Absent), nor is
@@ -114,8 +142,12 @@
 //     or backend.ErrUnavailable, even when an in-process store could have
 //     answered at once; afterwards the backend still works (StillUsable).
 //   - Closed/...: after Close every method, Reserve and Block included,
-//     fails with backend.ErrClosed (AfterClose/<method>); Close is
-//     idempotent and returns nil again (CloseTwice, CloseUnused).
+//     fails with backend.ErrClosed (AfterClose/<method>); Close while 8
+//     goroutines call the backend returns nil, each call in flight either
+//     completes normally or fails with backend.ErrClosed (never another
+//     error, a panic or a hang), and a call started after Close returned
+//     fails with backend.ErrClosed (CloseWhileBusy); Close is idempotent
+//     and returns nil again (CloseTwice, CloseUnused).
 //   - Defender/...: the whole stack, a defender.Defender with DefaultConfig
 //     and FailureLimit 3 over the backend: failures 1..3 are answered
 //     normally, attempt 4 is still verified and its failure gets the
@@ -131,7 +163,9 @@
 // reference backend, which passes, and against broken variants (a
 // non-atomic increment, a TTL not refreshed by Incr, a TTL lost on
 // re-block, a scan that drops keys, a Get that ignores expiry, a Reserver
-// that reads the blocks before it increments, and more),
+// that reads the blocks before it increments, an Incr that turns a block
+// into a counter, TTLs truncated to whole seconds, a plain error instead of
+// ErrClosed after Close, and more),
 // each of which fails the subtests of the rule it breaks.
 //
 // RunNotifier checks the optional interface backend.Notifier (change

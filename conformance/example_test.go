@@ -3,7 +3,6 @@ package conformance_test
 import (
 	"context"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,13 +31,30 @@ func testConformance(t *testing.T) {
 // testConformanceFakeClock runs the same checks instantly against a store
 // that takes its clock as an option, as backend/memory and backend/bolt do.
 func testConformanceFakeClock(t *testing.T) {
-	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := conformance.NewClock(time.Time{})
 	conformance.RunHarness(t, conformance.Harness{
 		Open: func(t *testing.T) backend.Backend {
 			return newMyStore(clock.Now) // a new, empty store on the shared clock
 		},
 		Advance: clock.Advance,
 		Now:     clock.Now,
+	})
+}
+
+// benchmarkMyStore measures the login path over the store, with a read of
+// one absent key as the store's floor (its cheapest round trip): run it
+// with go test -run '^$' -bench . -benchmem.
+func benchmarkMyStore(b *testing.B) {
+	store := newMyStore(time.Now)
+	b.Cleanup(func() { store.Close() })
+	conformance.Bench(b, func(*testing.B) backend.Backend { return store }, &conformance.BenchOptions{
+		Parallelism: 8, // goroutines per CPU: calls overlap their round trips
+		Floor: &conformance.Floor{Setup: func(*testing.B) func(int) error {
+			return func(int) error {
+				_, err := store.Get(context.Background(), []string{"floor"})
+				return err
+			}
+		}},
 	})
 }
 
@@ -62,30 +78,12 @@ func flush(t *testing.T, b backend.Backend) {
 	}
 }
 
-// fakeClock is a clock that moves only when told to.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // newMyStore stands for your backend's constructor.
 var newMyStore func(now func() time.Time) backend.Backend
 
 // This example shows a third-party backend's tests calling the suite: Run in
-// real time, RunHarness with a fake clock. See testConformance and
-// testConformanceFakeClock above.
+// real time, RunHarness with a fake clock, and Bench. See testConformance,
+// testConformanceFakeClock and benchmarkMyStore above.
 func Example() {
-	_, _ = testConformance, testConformanceFakeClock
+	_, _, _ = testConformance, testConformanceFakeClock, benchmarkMyStore
 }

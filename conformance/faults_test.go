@@ -3,6 +3,7 @@ package conformance
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -258,6 +259,22 @@ func TestFaults(t *testing.T) {
 			"Closed/AfterClose/Reserve":         "want " + backend.ErrClosed.Error(),
 			"Defender/Limit":                    "want Locked",
 		})
+	})
+	t.Run("RepeatsCapped", func(t *testing.T) {
+		// 64 goroutines fail the same way: a few lines and a count, not 64.
+		rep := runFault(faultErr)
+		msgs := rep.failures["Concurrency/Incr"]
+		shown, summary := 0, false
+		want := fmt.Sprintf("... and %d more failures of this kind, not shown; the last: Incr: boom", workers-maxRepeats)
+		for _, m := range msgs {
+			if m == "Incr: boom" {
+				shown++
+			}
+			summary = summary || m == want
+		}
+		if shown != maxRepeats || !summary {
+			t.Errorf("Concurrency/Incr reported %q, want %d lines \"Incr: boom\" and %q", msgs, maxRepeats, want)
+		}
 	})
 	t.Run("ShortResults", func(t *testing.T) {
 		rep := runFault(faultShort)

@@ -75,6 +75,23 @@ func (s *suite) incrChecks() []check {
 				t.Errorf("Incr(no keys) = %v, %v; want no values and no error", got, err)
 			}
 		}},
+		{"IncrOnBlock", func(t tb) {
+			// A key holds a counter or a block. Incr on a key that holds a
+			// live block fails (with ErrInvalid, preferably) and leaves the
+			// block as it was: a block is never counted, replaced or
+			// shortened by an Incr. The engine never does this; a caller
+			// that mixes up its keys gets an error, not a lost block.
+			b := s.open(t)
+			setBlock(t, b, "c:blocked", []byte("blocked"), hour)
+			if got, err := b.Incr(ctx(t), []string{"c:blocked"}, 1, time.Minute); err == nil {
+				t.Errorf("Incr on a key that holds a block = %v, nil; want an error (wrapping %v)", got, backend.ErrInvalid)
+			}
+			e := get1(t, b, "c:blocked")
+			if !e.Found || string(e.Value) != "blocked" {
+				t.Errorf("Get of a block after an Incr on it = %s, want \"blocked\": the block must stay as it was", entryValue(e))
+			}
+			checkTTL(t, "block after an Incr on it", e, hour, 0)
+		}},
 		{"SetBlockReplacesCounter", func(t tb) {
 			// "SetBlock stores value under key ..., replacing any value."
 			b := s.open(t)

@@ -2,6 +2,9 @@ package conformance
 
 import (
 	"context"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-defender/defender/backend"
@@ -118,6 +121,7 @@ func (s *suite) closedChecks() []check {
 				})
 			}
 		}},
+		{"CloseWhileBusy", s.closeWhileBusy},
 		{"CloseTwice", func(t tb) {
 			// Close is idempotent: the second call returns nil too.
 			b := s.open(t)
@@ -134,4 +138,56 @@ func (s *suite) closedChecks() []check {
 			s.open(t)
 		}},
 	}
+}
+
+// busyWorkers is the number of goroutines calling the backend while
+// CloseWhileBusy closes it; busyCalls is how many calls must have succeeded
+// before it does.
+const busyWorkers, busyCalls = 8, 64
+
+// closeWhileBusy closes a backend while goroutines call it. A call that
+// runs while Close runs either completes normally or fails with ErrClosed:
+// never another error, a panic or a hang; Close returns nil; a call that
+// starts after Close has returned fails with ErrClosed.
+func (s *suite) closeWhileBusy(t tb) {
+	b := s.open(t)
+	populate(t, b)
+	c := ctx(t)
+	all := ops()
+	var succeeded, running atomic.Int64
+	var closed atomic.Bool
+	var wg sync.WaitGroup
+	for i := range busyWorkers {
+		wg.Add(1)
+		running.Add(1)
+		go func() {
+			defer wg.Done()
+			defer running.Add(-1)
+			for n := 0; ; n++ {
+				o := all[(i+n)%len(all)]
+				after := closed.Load()
+				err := o.call(c, b)
+				switch {
+				case err == nil && after:
+					t.Errorf("%s started after Close returned: err = nil, want %v", o.name, backend.ErrClosed)
+					return
+				case err == nil:
+					succeeded.Add(1)
+				case isErr(err, backend.ErrClosed):
+					return
+				default:
+					t.Errorf("%s while Close runs: err = %v, want nil or an error wrapping %v", o.name, err, backend.ErrClosed)
+					return
+				}
+			}
+		}()
+	}
+	for succeeded.Load() < busyCalls && running.Load() > 0 {
+		runtime.Gosched()
+	}
+	if err := b.Close(); err != nil {
+		t.Errorf("Close while %d goroutines call the backend: %v, want nil", busyWorkers, err)
+	}
+	closed.Store(true)
+	wg.Wait()
 }

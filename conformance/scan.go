@@ -3,6 +3,7 @@ package conformance
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-defender/defender/backend"
@@ -123,6 +124,24 @@ func (s *suite) scanChecks() []check {
 			for _, k := range keys {
 				if _, ok := got[k]; !ok {
 					t.Errorf("Scan with writes on the way missed %q", k)
+				}
+			}
+		}},
+		{"InvalidPrefix", func(t tb) {
+			// A prefix is "" or obeys the key rules (printable ASCII, at
+			// most backend.MaxKeyLen bytes). No key starts with any other
+			// prefix: Scan fails with ErrInvalid (preferably: see
+			// backend.CheckPrefix), or returns no entry and next "".
+			// Never a key, never another error.
+			b := s.open(t)
+			incr1(t, b, "a", 1, hour)
+			for _, p := range []string{"a b", "a\tb", "a\x00", "a\x7f", "caf\u00e9", strings.Repeat("a", backend.MaxKeyLen+1)} {
+				es, next, err := b.Scan(ctx(t), p, "", 10)
+				if err != nil && !isErr(err, backend.ErrInvalid) {
+					t.Errorf("Scan(prefix %q): err = %v, want nil or an error wrapping %v", p, err, backend.ErrInvalid)
+				}
+				if err == nil && (len(es) != 0 || next != "") {
+					t.Errorf("Scan(prefix %q) = %d entries, next %q; want an error wrapping %v, or no entry and next \"\"", p, len(es), next, backend.ErrInvalid)
 				}
 			}
 		}},

@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"runtime/debug"
@@ -19,26 +20,10 @@ import (
 // (a mutex map with a fake clock) passes it, and deliberately broken
 // variants of it fail it, each in the subtests of the rule it breaks.
 
-// clock is a fake clock shared by the backends of one run.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock(offset time.Duration) *clock {
-	return &clock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).Add(offset)}
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+// newClock returns a fake clock shared by the backends of one run, offset
+// from a fixed time.
+func newClock(offset time.Duration) *Clock {
+	return NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).Add(offset))
 }
 
 // flaw is a deliberate bug of the reference backend.
@@ -58,6 +43,15 @@ const (
 	// reserveChecksFirst implements Reserver by reading the blocks, then
 	// incrementing: the order the ordering rule of backend.Reserve forbids.
 	reserveChecksFirst
+	// incrCountsBlocks lets Incr turn a block into a counter.
+	incrCountsBlocks
+	// scanAnyPrefix fails a Scan with an invalid prefix with a plain error.
+	scanAnyPrefix
+	// truncTTL reports TTLs truncated to whole seconds (rounded down).
+	truncTTL
+	// closeMidCall makes calls that were under way when Close ran fail
+	// with a plain error instead of completing or returning ErrClosed.
+	closeMidCall
 )
 
 // checksFirst is a ref with a Reserve that breaks the ordering rule.
@@ -98,6 +92,7 @@ type ref struct {
 type item struct {
 	value []byte
 	exp   time.Time // zero: never expires
+	block bool      // written by SetBlock
 }
 
 func newRef(now func() time.Time, coarse bool, flaws flaw) *ref {
@@ -124,6 +119,11 @@ func (r *ref) entry(key string, it item) backend.Entry {
 	e := backend.Entry{Key: key, Found: true, Value: append([]byte{}, it.value...)}
 	if !it.exp.IsZero() {
 		e.TTL = it.exp.Sub(r.now())
+		if r.flaws&truncTTL != 0 {
+			// A whole-seconds store that rounds down.
+			e.TTL = e.TTL.Truncate(time.Second)
+			return e
+		}
 		if r.coarse {
 			e.TTL = (e.TTL + time.Second - 1).Truncate(time.Second)
 		}
@@ -139,6 +139,9 @@ func (r *ref) check(ctx context.Context, keys []string) error {
 	closed := r.closed
 	r.mu.Unlock()
 	if closed {
+		if r.flaws&closeMidCall != 0 {
+			return errors.New("ref: use of closed store")
+		}
 		return backend.ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
@@ -179,6 +182,12 @@ func (r *ref) Incr(ctx context.Context, keys []string, delta int64, ttl time.Dur
 			runtime.Gosched()
 			r.mu.Lock()
 		}
+		if alive && it.block && r.flaws&incrCountsBlocks == 0 {
+			if r.flaws&nonAtomicIncr != 0 {
+				r.mu.Unlock()
+			}
+			return nil, fmt.Errorf("%w: ref: Incr on block %q", backend.ErrInvalid, k)
+		}
 		n += delta
 		exp := r.expiry(ttl)
 		if r.flaws&noSlidingTTL != 0 && alive {
@@ -206,7 +215,7 @@ func (r *ref) SetBlock(ctx context.Context, key string, value []byte, ttl time.D
 	if it, ok := r.items[key]; r.flaws&reblockKeepsTTL != 0 && r.live(it, ok) {
 		exp = it.exp
 	}
-	r.items[key] = item{value: append([]byte{}, value...), exp: exp}
+	r.items[key] = item{value: append([]byte{}, value...), exp: exp, block: true}
 	return nil
 }
 
@@ -242,6 +251,12 @@ func (r *ref) Delete(ctx context.Context, keys ...string) error {
 
 func (r *ref) Scan(ctx context.Context, prefix, cursor string, limit int) ([]backend.Entry, string, error) {
 	if err := r.check(ctx, nil); err != nil {
+		return nil, "", err
+	}
+	if err := backend.CheckPrefix(prefix); err != nil {
+		if r.flaws&scanAnyPrefix != 0 {
+			return nil, "", errors.New("ref: bad query") // as a store handed the prefix would say
+		}
 		return nil, "", err
 	}
 	if limit <= 0 {
@@ -458,7 +473,7 @@ func TestTeeth(t *testing.T) {
 		}, []string{"TTL/Expiry/"}},
 		{"TTLLostOnReblock", reblockKeepsTTL, map[string]string{
 			"TTL/Reblock":       "a re-block restarts the TTL",
-			"Block/RestartsTTL": "was the TTL restarted?",
+			"Block/RestartsTTL": "was the TTL not restarted",
 		}, []string{"TTL/Expiry/", "Block/"}},
 		{"ScanMissesKeys", scanDropsLast, map[string]string{
 			"Scan/Pagination/limit=1": "want",
@@ -469,6 +484,19 @@ func TestTeeth(t *testing.T) {
 		{"ReserveChecksFirst", reserveChecksFirst, map[string]string{
 			"Concurrency/ReserveRacingBlock": "the ordering rule",
 		}, []string{"Defender/Burst"}},
+		{"IncrCountsBlocks", incrCountsBlocks, map[string]string{
+			"Incr/IncrOnBlock": "the block must stay as it was",
+		}, nil},
+		{"ScanAnyPrefix", scanAnyPrefix, map[string]string{
+			"Scan/InvalidPrefix": "want nil or an error wrapping " + backend.ErrInvalid.Error(),
+		}, nil},
+		{"TruncatedTTL", truncTTL, map[string]string{
+			"TTL/Sliding": "rounded up to the store's resolution, never down to 0",
+		}, []string{"TTL/", "Scan/", "Reserve/", "Block/", "Defender/"}},
+		{"PlainErrorAfterClose", closeMidCall, map[string]string{
+			"Closed/AfterClose/Get": "want " + backend.ErrClosed.Error(),
+			"Closed/CloseWhileBusy": "want nil or an error wrapping " + backend.ErrClosed.Error(),
+		}, []string{"Closed/"}},
 		{"GetIgnoresExpiry", getIgnoresExpiry, map[string]string{
 			"TTL/Expiry/GetExpired": "want Found == false",
 			"TTL/GetNeverExtends":   "want absent",
@@ -478,6 +506,9 @@ func TestTeeth(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			for _, coarse := range []bool{false, true} {
+				if coarse && c.flaw == truncTTL {
+					continue // its expiry falls on whole seconds: nothing to truncate
+				}
 				rep := runRef(coarse, 0, c.flaw)
 				failed := rep.failed()
 				t.Logf("coarse=%v: failed %q", coarse, failed)

@@ -1,13 +1,13 @@
 module github.com/go-defender/defender/internal/smtptest
 
-go 1.25
+go 1.26.0
 
 require (
 	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6
-	github.com/emersion/go-smtp v0.25.1
+	github.com/emersion/go-smtp v0.26.0
 	github.com/go-defender/defender v0.0.0-00010101000000-000000000000
 )
 
-require golang.org/x/text v0.33.0 // indirect
+require golang.org/x/text v0.44.0 // indirect
 
 replace github.com/go-defender/defender => ../..

@@ -7,10 +7,13 @@ package urlreg
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Registry maps URL schemes to openers of T.
@@ -148,4 +151,86 @@ func (p *Params) Done() error {
 	}
 	sort.Strings(names)
 	return Errorf(p.invalid, p.u, "unknown query parameter(s) %s", strings.Join(names, ", "))
+}
+
+// paramErr returns an error about parameter name of p's URL.
+func (p *Params) paramErr(name, v, want string) error {
+	return Errorf(p.invalid, p.u, "parameter %s=%q: %s", name, v, want)
+}
+
+// Duration consumes name as a Go duration (such as "250ms" or "2s") of at
+// least 0; def when absent.
+func (p *Params) Duration(name string, def time.Duration) (time.Duration, error) {
+	v, ok := p.Get(name)
+	if !ok {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return def, p.paramErr(name, v, "want a duration such as 250ms or 2s, not negative")
+	}
+	return d, nil
+}
+
+// Int consumes name as a decimal integer; def when absent.
+func (p *Params) Int(name string, def int) (int, error) {
+	v, ok := p.Get(name)
+	if !ok {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return def, p.paramErr(name, v, "want an integer")
+	}
+	return n, nil
+}
+
+// Bool consumes name as a boolean (1, t, true, 0, f, false, any case); a
+// name given without a value ("?nosync") is true; def when absent.
+func (p *Params) Bool(name string, def bool) (bool, error) {
+	v, ok := p.Get(name)
+	if !ok {
+		return def, nil
+	}
+	if v == "" {
+		return true, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return def, p.paramErr(name, v, "want true or false")
+	}
+	return b, nil
+}
+
+// sizeUnits are the suffixes Size accepts, lower-cased, longest first.
+var sizeUnits = []struct {
+	suffix string
+	factor int64
+}{
+	{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"tib", 1 << 40},
+	{"kb", 1e3}, {"mb", 1e6}, {"gb", 1e9}, {"tb", 1e12},
+	{"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}, {"t", 1 << 40},
+	{"b", 1},
+}
+
+// Size consumes name as a number of bytes of at least 0: digits with an
+// optional unit, KB MB GB TB (powers of 1000), KiB MiB GiB TiB or K M G T
+// (powers of 1024), B (bytes), in any case; def when absent.
+func (p *Params) Size(name string, def int64) (int64, error) {
+	v, ok := p.Get(name)
+	if !ok {
+		return def, nil
+	}
+	num, factor := strings.ToLower(strings.TrimSpace(v)), int64(1)
+	for _, u := range sizeUnits {
+		if rest, found := strings.CutSuffix(num, u.suffix); found {
+			num, factor = strings.TrimSpace(rest), u.factor
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/factor {
+		return def, p.paramErr(name, v, "want a size in bytes such as 4096, 64KiB or 10MB")
+	}
+	return n * factor, nil
 }
