@@ -192,6 +192,7 @@ func TestEveryRefusalIsAVisibleBlock(t *testing.T) {
 			t.Fatalf("failure limit+1 with the block failing: %+v", dec)
 		}
 		h.failBlock.Store(false)
+		waitRecovered(t, d)
 		if dec := d.Attempt(ctx, Login{Username: "alice"}).Decision(); dec.Verdict != Locked {
 			t.Fatalf("%+v", dec)
 		}

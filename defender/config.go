@@ -105,6 +105,22 @@ type Config struct {
 	// AccessAttemptExpiration is the audit retention and the escalation
 	// window (DEFENDER_ACCESS_ATTEMPT_EXPIRATION, in hours; 24h).
 	AccessAttemptExpiration time.Duration
+	// VerifyConcurrency bounds the password checks running at once under
+	// the middleware (verification admission control,
+	// DEFENDER_VERIFY_CONCURRENCY; 0 = no bound, the default). Past the
+	// bound a check waits in a queue of VerifyQueue for at most
+	// VerifyQueueTimeout; past those it is shed: answered 503 with
+	// Retry-After at once, never counted as a failure, instead of piling
+	// up hashing work that starves the rest of the site. For bcrypt or
+	// argon2 checks, about 2 × the CPU count. See Attempt.Admit.
+	VerifyConcurrency int
+	// VerifyQueue is the number of password checks that may wait for a
+	// slot (DEFENDER_VERIFY_QUEUE; 0 = 4 × VerifyConcurrency).
+	VerifyQueue int
+	// VerifyQueueTimeout is the longest a check waits for a slot
+	// (DEFENDER_VERIFY_QUEUE_TIMEOUT, 1s).
+	VerifyQueueTimeout time.Duration
+
 	// AuditCoalesceWindow coalesces the audit records of locked attempts:
 	// one record per identity and window, carrying the count, so that a
 	// flood on a blocked identity writes a record a window, not a record a
@@ -160,6 +176,9 @@ const (
 	envBlockIPs             = "DEFENDER_BLOCKLIST_IPS"
 	envResetIP              = "DEFENDER_RESET_IP_ON_SUCCESS"
 	envAuditCoalesce        = "DEFENDER_AUDIT_COALESCE_WINDOW"
+	envVerifyConcurrency    = "DEFENDER_VERIFY_CONCURRENCY"
+	envVerifyQueue          = "DEFENDER_VERIFY_QUEUE"
+	envVerifyQueueTimeout   = "DEFENDER_VERIFY_QUEUE_TIMEOUT"
 )
 
 // ErrConfig is wrapped by every configuration error; the message names the
@@ -201,6 +220,7 @@ func DefaultConfig() Config {
 		StoreAccessAttempts:     true,
 		AccessAttemptExpiration: 24 * time.Hour,
 		AuditCoalesceWindow:     time.Second,
+		VerifyQueueTimeout:      time.Second,
 		ResetIPOnSuccess:        true,
 	}
 }
@@ -241,6 +261,12 @@ func (c Config) Validate() error {
 		return cfgErr(envStoreTimeout, "must be positive, got %v", c.StoreTimeout)
 	case c.AccessAttemptExpiration < 0:
 		return cfgErr(envAttemptExpiration, "must not be negative, got %v", c.AccessAttemptExpiration)
+	case c.VerifyConcurrency < 0:
+		return cfgErr(envVerifyConcurrency, "must not be negative, got %d", c.VerifyConcurrency)
+	case c.VerifyQueue < 0:
+		return cfgErr(envVerifyQueue, "must not be negative, got %d", c.VerifyQueue)
+	case c.VerifyQueueTimeout < 0:
+		return cfgErr(envVerifyQueueTimeout, "must not be negative, got %v", c.VerifyQueueTimeout)
 	case c.AuditCoalesceWindow < 0:
 		return cfgErr(envAuditCoalesce, "must not be negative, got %v", c.AuditCoalesceWindow)
 	case strings.TrimSpace(c.UsernameFormField) == "":
@@ -345,7 +371,8 @@ var settingNames = []string{
 	envAttemptCooloff, envLockoutCooloff, envLockoutTemplate, envLockoutURL, envLockoutStatus,
 	envUsernameField, envCachePrefix, envStoreURL, envRedisURL, envStoreTimeout, envFailMode,
 	envAuditURL, envStoreAttempts, envUseCelery, envAttemptExpiration, envAllowIPs,
-	envAllowUsernames, envBlockIPs, envResetIP, envAuditCoalesce,
+	envAllowUsernames, envBlockIPs, envResetIP, envAuditCoalesce, envVerifyConcurrency, envVerifyQueue,
+	envVerifyQueueTimeout,
 }
 
 // SettingNames returns the names of every environment variable that
@@ -480,6 +507,9 @@ func ConfigFromLookup(lookup func(name string) (string, bool)) (Config, error) {
 	p.prefixes(envBlockIPs, &c.BlocklistIPs)
 	p.bool(envResetIP, &c.ResetIPOnSuccess)
 	p.duration(envAuditCoalesce, &c.AuditCoalesceWindow)
+	p.int(envVerifyConcurrency, &c.VerifyConcurrency)
+	p.int(envVerifyQueue, &c.VerifyQueue)
+	p.duration(envVerifyQueueTimeout, &c.VerifyQueueTimeout)
 	if p.err != nil {
 		return Config{}, p.err
 	}

@@ -58,14 +58,11 @@ type Defender struct {
 	// that began while healthy can report a failure: calls that finish out
 	// of order under load never make the events flap.
 	health    atomic.Uint64
+	guard     guard      // deadline allowance, breaker, settle retries (network stores)
+	admission *admission // verification admission control, or nil
 	closeOnce sync.Once
 	closed    atomic.Bool
 }
-
-// immediateBackend is implemented by in-process backends whose calls never
-// wait for I/O; the engine then skips the per-call deadline (and its
-// allocations).
-type immediateBackend interface{ Immediate() bool }
 
 // New returns a Defender that keeps its counters and blocks in store. cfg is
 // validated (see Config.Validate); opts may be nil. The caller keeps
@@ -114,9 +111,8 @@ func New(store backend.Backend, cfg Config, opts *Options) (*Defender, error) {
 	if d.now == nil {
 		d.now = time.Now
 	}
-	if im, ok := store.(immediateBackend); ok && im.Immediate() {
-		d.immediate = true
-	}
+	d.immediate = backend.IsImmediate(store)
+	d.admission = newAdmission(cfg)
 	if len(cfg.AllowlistUsernames) > 0 {
 		d.allowUser = make(map[string]struct{}, len(cfg.AllowlistUsernames))
 		for _, u := range cfg.AllowlistUsernames {
@@ -139,6 +135,9 @@ func New(store backend.Backend, cfg Config, opts *Options) (*Defender, error) {
 	}
 	d.wg.Add(1)
 	go d.dispatch()
+	if !d.immediate {
+		d.startGuard()
+	}
 	return d, nil
 }
 
@@ -171,6 +170,7 @@ func (d *Defender) Close() error {
 	var err error
 	d.closeOnce.Do(func() {
 		d.closed.Store(true)
+		d.stopGuard()
 		close(d.events)
 		d.wg.Wait()
 		if d.coalescer != nil {
@@ -220,47 +220,6 @@ func (d *Defender) emit(ev Event) {
 		d.dropped.Add(1)
 		d.log.Warn("defender: event dropped: hooks are too slow", "event", string(ev.Kind))
 	}
-}
-
-// storeCtx returns the context of a store call made for a caller whose
-// context is ctx: bounded by StoreTimeout, and detached from ctx's
-// cancellation and deadline. A store call is never abandoned half-way
-// because the client went away: its effect must be known (to refund a
-// reservation, or to settle a verified attempt), and a cancelled call must
-// never be mistaken for a store outage. The engine looks at ctx before and
-// after the call instead (see Abandoned).
-func (d *Defender) storeCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	if d.immediate {
-		return context.Background(), nop
-	}
-	return context.WithTimeout(context.WithoutCancel(ctx), d.cfg.StoreTimeout)
-}
-
-func nop() {}
-
-// observe records the outcome of a call to the shared store that started
-// at start, when the health generation was gen.
-func (d *Defender) observe(op string, start time.Time, gen uint64, err error) {
-	if d.metrics != nil {
-		d.metrics.StoreCall(op, d.now().Sub(start), err)
-	}
-	if err == nil {
-		if gen%2 == 1 && d.health.CompareAndSwap(gen, gen+1) {
-			d.log.Info("defender: store recovered")
-			d.emit(Event{Kind: EventStoreRecovered})
-		}
-		return
-	}
-	if gen%2 == 0 && d.health.CompareAndSwap(gen, gen+1) {
-		d.log.Error("defender: store failed", "op", op, "err", err, "fail_mode", string(d.cfg.FailMode))
-		d.emit(Event{Kind: EventStoreFailed, Err: err})
-	}
-}
-
-// observing reports whether a call's outcome must be observed: always with
-// metrics, on errors, and while the store is failing (to see it recover).
-func (d *Defender) observing(gen uint64, err error) bool {
-	return d.metrics != nil || err != nil || gen%2 == 1
 }
 
 // identify selects the identities counted for ip and the canonical user.
@@ -325,17 +284,15 @@ func (d *Defender) Check(ctx context.Context, l Login) Decision {
 		from = ends[i]
 	}
 	keys := cb.keys[:n]
-	gen := d.health.Load()
 	var start time.Time
 	if d.metrics != nil {
 		start = d.now()
 	}
-	sctx, cancel := d.storeCtx(ctx)
-	es, err := d.store.Get(sctx, keys)
-	cancel()
-	if d.observing(gen, err) {
-		d.observe("check", start, gen, err)
-	}
+	var es []backend.Entry
+	err := d.call(ctx, "check", start, func(sctx context.Context) (err error) {
+		es, err = d.store.Get(sctx, keys)
+		return err
+	})
 	if ctx.Err() != nil {
 		return Decision{Verdict: Abandoned, Err: context.Cause(ctx)}
 	}
@@ -490,13 +447,9 @@ func (d *Defender) reserve(ctx context.Context, a *Attempt) {
 		Counts:   a.counts[:0],
 	}
 	a.store = d.store
-	gen := d.health.Load()
-	sctx, cancel := d.storeCtx(ctx)
-	err := backend.Reserve(sctx, d.store, &a.res)
-	cancel()
-	if d.observing(gen, err) {
-		d.observe("reserve", a.start, gen, err)
-	}
+	err := d.call(ctx, "reserve", a.start, func(sctx context.Context) error {
+		return backend.Reserve(sctx, d.store, &a.res)
+	})
 	if err != nil {
 		if ctx.Err() != nil {
 			// The store failed (that was observed), but the client is
@@ -558,17 +511,19 @@ func (a *Attempt) refund(ctx context.Context) {
 	if a.store == nil || a.res.Blocked >= 0 || len(a.res.Counts) != a.n || a.n == 0 {
 		return
 	}
-	sctx, cancel := d.storeCtx(ctx)
 	if a.store == d.store {
-		gen := d.health.Load()
-		_, err := a.store.Incr(sctx, a.keys[:a.n], -1, d.ttl)
-		if d.observing(gen, err) {
-			d.observe("settle", a.start, gen, err)
+		err := d.call(ctx, "settle", a.start, func(sctx context.Context) error {
+			_, err := a.store.Incr(sctx, a.keys[:a.n], -1, d.ttl)
+			return err
+		})
+		if errors.Is(err, errCircuitOpen) {
+			d.retryLater(nil, a.keys[:a.n])
 		}
 	} else {
-		_, _ = a.store.Incr(sctx, a.keys[:a.n], -1, d.ttl)
+		lctx, cancel := d.localCtx(ctx)
+		_, _ = a.store.Incr(lctx, a.keys[:a.n], -1, d.ttl)
+		cancel()
 	}
-	cancel()
 	a.store = nil
 }
 
@@ -718,25 +673,49 @@ func (a *Attempt) Succeeded(ctx context.Context) Decision {
 				}
 			}
 		}
-		gen := d.health.Load()
 		var start time.Time
 		if d.metrics != nil {
 			start = d.now()
 		}
-		sctx, cancel := d.storeCtx(ctx)
+		deleted := false
+		settle := func(sctx context.Context) error {
+			if len(del) > 0 {
+				if err := a.store.Delete(sctx, del...); err != nil {
+					return err
+				}
+				deleted = true
+			}
+			if len(refund) > 0 {
+				_, err := a.store.Incr(sctx, refund, -1, d.ttl)
+				return err
+			}
+			return nil
+		}
 		var err error
-		if len(del) > 0 {
-			err = a.store.Delete(sctx, del...)
-		}
-		if err == nil && len(refund) > 0 {
-			_, err = a.store.Incr(sctx, refund, -1, d.ttl)
-		}
-		cancel()
-		if a.store == d.store && d.observing(gen, err) {
-			d.observe("settle", start, gen, err)
+		if a.store == d.store {
+			err = d.call(ctx, "settle", start, settle)
+		} else {
+			lctx, cancel := d.localCtx(ctx)
+			err = settle(lctx)
+			cancel()
 		}
 		if err != nil {
 			a.dec.Err = err
+			if a.store == d.store && !d.immediate {
+				// The reservation must not stay behind and add up to a
+				// lockout: the deletes are made again until they are
+				// made (they are idempotent); a refund only when it was
+				// surely not made (the breaker was open).
+				if deleted {
+					del = nil
+				}
+				if !errors.Is(err, errCircuitOpen) {
+					refund = nil
+				}
+				if len(del)+len(refund) > 0 {
+					d.retryLater(del, refund)
+				}
+			}
 		}
 	}
 	a.record(true, false, a.dec.FailMode)
@@ -823,8 +802,8 @@ func (a *Attempt) Failed(ctx context.Context) Decision {
 
 // block blocks identity i of the attempt, whose counter reached count,
 // unless a block is already there (then it reports that block), within the
-// store context sctx. ok is false when the store failed (dec.Err holds the
-// error).
+// store context sctx (see storeCtx). ok is false when the store failed
+// (dec.Err holds the error).
 func (a *Attempt) block(sctx context.Context, i int, count int64) (dec Decision, ok bool) {
 	d := a.d
 	id := &a.ids[i]
@@ -838,11 +817,16 @@ func (a *Attempt) block(sctx context.Context, i int, count int64) (dec Decision,
 		IfAbsent:    true,
 		Value:       blockValueFor(count, id.username, ipStr),
 	}
-	gen := d.health.Load()
 	start := d.now()
-	res, err := backend.Block(sctx, a.store, req)
+	var res backend.BlockResult
+	var err error
 	if a.store == d.store {
-		d.observe("block", start, gen, err)
+		err = d.callIn(sctx, "block", start, func(sctx context.Context) (err error) {
+			res, err = backend.Block(sctx, a.store, req)
+			return err
+		})
+	} else {
+		res, err = backend.Block(sctx, a.store, req)
 	}
 	if err != nil {
 		return Decision{Err: err}, false

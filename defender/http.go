@@ -200,6 +200,12 @@ func (p *protected) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		m.refuse(w, r, dec, l)
 		return
 	}
+	release, ok := a.Admit(ctx)
+	if !ok {
+		m.refuse(w, r, a.Decision(), l)
+		return
+	}
+	defer release()
 	settle := context.WithoutCancel(ctx)
 	ww := &watchWriter{w: w, m: m, r: r, a: a, l: l, ctx: settle,
 		info: LoginInfo{Username: TrimUsername(l.Username), Canonical: a.Username()}}

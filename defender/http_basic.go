@@ -58,6 +58,12 @@ func (m *Middleware) BasicAuth(realm string, verify BasicVerifier) func(http.Han
 				m.refuse(w, r, dec, l)
 				return
 			}
+			release, admitted := a.Admit(ctx)
+			if !admitted {
+				m.refuse(w, r, a.Decision(), l)
+				return
+			}
+			defer release()
 			settle := context.WithoutCancel(ctx)
 			settled := false
 			defer func() {

@@ -48,7 +48,7 @@ const (
 	// no fail mode applied: a client hanging up is not a store outage.
 	Abandoned
 	// Shed: the password check was not admitted because too many are
-	// running (see MiddlewareOptions.Admission); answer 503 with
+	// running (see Config.VerifyConcurrency and Attempt.Admit); answer 503 with
 	// Retry-After. Nothing stays counted.
 	Shed
 )
@@ -173,7 +173,9 @@ type Hook func(Event)
 // disable.
 type Metrics interface {
 	// Attempt counts a decided login attempt: outcome is "success",
-	// "failure", "locked" or "unavailable".
+	// "failure", "locked", "unavailable", "shed" (admission control) or
+	// "abandoned" (the client went away). A refused request (Refused) is
+	// counted as the "failure" it is settled as.
 	Attempt(outcome string)
 	// Block counts a block set on an identity of kind.
 	Block(kind Kind)
