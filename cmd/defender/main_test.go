@@ -258,7 +258,9 @@ func memoryDemo(t *testing.T, env ...string) *demo {
 }
 
 func TestDemoLoginRows(t *testing.T) {
-	d := memoryDemo(t)
+	// Every failure and refusal below counts against 127.0.0.1: a high IP
+	// limit keeps it unblocked.
+	d := memoryDemo(t, "DEFENDER_LOGIN_FAILURE_LIMIT_IP=50")
 	c := client()
 
 	// GET /login: the form.
@@ -394,10 +396,14 @@ func TestDemoStoreDownFailClosed(t *testing.T) {
 }
 
 func TestDemoAdminRows(t *testing.T) {
-	d := memoryDemo(t, "DEFENDER_LOGIN_FAILURE_LIMIT=2")
+	// The site's user comes through a proxy (X-Forwarded-For), so that the
+	// admin, signing in from the proxy's own address, is not the IP
+	// blocked: the admin's sign-in is a login like any other.
+	d := memoryDemo(t, "DEFENDER_LOGIN_FAILURE_LIMIT=2", "DEFENDER_BEHIND_REVERSE_PROXY=true")
+	xff := []string{"X-Forwarded-For", "198.51.100.7"}
 	c := client()
 	for i := 0; i < 3; i++ {
-		d.login(t, c, "<script>window.pwned=1</script>", "x")
+		d.login(t, c, "<script>window.pwned=1</script>", "x", xff...)
 	}
 	admin := d.URL + "/admin/defender/"
 	// Without credentials: 401.
@@ -411,7 +417,7 @@ func TestDemoAdminRows(t *testing.T) {
 	}
 	// The HTML page.
 	r := do(t, c, "GET", admin, nil, "auth", "root:hunter2")
-	if r.code != 200 || !strings.Contains(r.body, "&lt;script&gt;window.pwned=1&lt;/script&gt;") || !strings.Contains(r.body, "<code>127.0.0.1</code>") {
+	if r.code != 200 || !strings.Contains(r.body, "&lt;script&gt;window.pwned=1&lt;/script&gt;") || !strings.Contains(r.body, "<code>198.51.100.7</code>") {
 		t.Fatalf("admin page: %d %s", r.code, r.body)
 	}
 	if r.hdr.Get("Content-Security-Policy") == "" || r.hdr.Get("X-Frame-Options") != "DENY" || r.hdr.Get("Cache-Control") != "no-store" {
@@ -436,13 +442,13 @@ func TestDemoAdminRows(t *testing.T) {
 			t.Errorf("no seconds remaining: %+v", b)
 		}
 	}
-	if kinds["ip"] != "127.0.0.1" || kinds["username"] != "<script>window.pwned=1</script>" {
+	if kinds["ip"] != "198.51.100.7" || kinds["username"] != "<script>window.pwned=1</script>" {
 		t.Fatalf("api/blocks = %s", r.body)
 	}
 	// api/attempts: the audit file (default: in the working directory).
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		r = do(t, c, "GET", admin+"api/attempts?ip=127.0.0.1", nil, "auth", "root:hunter2")
+		r = do(t, c, "GET", admin+"api/attempts?ip=198.51.100.7", nil, "auth", "root:hunter2")
 		if r.code == 200 && strings.Count(r.body, `"id":`) >= 3 {
 			break
 		}
@@ -455,24 +461,24 @@ func TestDemoAdminRows(t *testing.T) {
 		t.Fatalf("default audit file: %v", err)
 	}
 	// api/unblock: GET 405; cross-site POST refused, nothing unblocked.
-	if r = do(t, c, "GET", admin+"api/unblock?ip=127.0.0.1", nil, "auth", "root:hunter2"); r.code != 405 || r.hdr.Get("Allow") != "POST" {
+	if r = do(t, c, "GET", admin+"api/unblock?ip=198.51.100.7", nil, "auth", "root:hunter2"); r.code != 405 || r.hdr.Get("Allow") != "POST" {
 		t.Fatalf("GET api/unblock: %d", r.code)
 	}
-	r = do(t, c, "POST", admin+"api/unblock", form("ip", "127.0.0.1"), "auth", "root:hunter2", "Content-Type", formCT,
+	r = do(t, c, "POST", admin+"api/unblock", form("ip", "198.51.100.7"), "auth", "root:hunter2", "Content-Type", formCT,
 		"Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example")
 	if r.code != 403 {
 		t.Fatalf("cross-site unblock: %d %s", r.code, r.body)
 	}
-	if r = d.login(t, c, "alice", "wonderland"); r.code != 429 {
+	if r = d.login(t, c, "alice", "wonderland", xff...); r.code != 429 {
 		t.Fatalf("still locked after the refused unblock: %d", r.code)
 	}
 	// Same-origin unblock of the IP: alice can log in again.
-	r = do(t, c, "POST", admin+"api/unblock", strings.NewReader(`{"ip":"127.0.0.1"}`), "auth", "root:hunter2",
+	r = do(t, c, "POST", admin+"api/unblock", strings.NewReader(`{"ip":"198.51.100.7"}`), "auth", "root:hunter2",
 		"Content-Type", "application/json", "Sec-Fetch-Site", "same-origin", "Origin", d.URL)
 	if r.code != 200 || !strings.Contains(r.body, `"unblocked":true`) {
 		t.Fatalf("unblock: %d %s", r.code, r.body)
 	}
-	if r = d.login(t, c, "alice", "wonderland"); r.code != 303 {
+	if r = d.login(t, c, "alice", "wonderland", xff...); r.code != 303 {
 		t.Fatalf("login after unblock: %d", r.code)
 	}
 }
@@ -758,10 +764,11 @@ func TestDemoStopsOnSIGTERM(t *testing.T) {
 }
 
 func TestDemoPermanentLockout(t *testing.T) {
-	d := memoryDemo(t, "DEFENDER_LOGIN_FAILURE_LIMIT=1", "DEFENDER_LOCKOUT_COOLOFF_TIME=0", "DEFENDER_LOCKOUT_STATUS=403")
+	d := memoryDemo(t, "DEFENDER_LOGIN_FAILURE_LIMIT=1", "DEFENDER_LOCKOUT_COOLOFF_TIME=0", "DEFENDER_LOCKOUT_STATUS=403", "DEFENDER_BEHIND_REVERSE_PROXY=true")
 	c := client()
-	d.login(t, c, "alice", "wrong")
-	r := d.login(t, c, "alice", "wrong")
+	xff := []string{"X-Forwarded-For", "198.51.100.7"} // not the admin's address
+	d.login(t, c, "alice", "wrong", xff...)
+	r := d.login(t, c, "alice", "wrong", xff...)
 	if r.code != 403 || r.hdr.Get("Retry-After") != "" {
 		t.Fatalf("permanent block: %d Retry-After=%q", r.code, r.hdr.Get("Retry-After"))
 	}
