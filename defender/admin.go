@@ -100,6 +100,7 @@ func (d *Defender) unblock(ctx context.Context, id identity) (bool, error) {
 	if err := d.store.Delete(ctx, bk, id.key(d.prefix, slotCounter)); err != nil {
 		return false, fmt.Errorf("defender: unblock %s: %w", id.kind, err)
 	}
+	d.forget(ctx, bk)
 	if d.local != nil {
 		_ = d.local.Delete(ctx, bk, id.key(d.prefix, slotCounter))
 	}

@@ -105,6 +105,16 @@ type Config struct {
 	// AccessAttemptExpiration is the audit retention and the escalation
 	// window (DEFENDER_ACCESS_ATTEMPT_EXPIRATION, in hours; 24h).
 	AccessAttemptExpiration time.Duration
+	// BlockCacheTTL bounds how long a Defender over a network store keeps a
+	// block it has seen in its near-cache, answering locked requests
+	// without a store call (DEFENDER_BLOCK_CACHE_TTL, 2s; 0 = no cache).
+	// It is the longest another process may go on refusing a user after
+	// an unblock, on stores that cannot announce unblocks (Memcached,
+	// custom backends); on Redis an unblock is announced to every process
+	// at once, and entries live up to a minute. An entry never outlives
+	// the block.
+	BlockCacheTTL time.Duration
+
 	// VerifyConcurrency bounds the password checks running at once under
 	// the middleware (verification admission control,
 	// DEFENDER_VERIFY_CONCURRENCY; 0 = no bound, the default). Past the
@@ -176,6 +186,7 @@ const (
 	envBlockIPs             = "DEFENDER_BLOCKLIST_IPS"
 	envResetIP              = "DEFENDER_RESET_IP_ON_SUCCESS"
 	envAuditCoalesce        = "DEFENDER_AUDIT_COALESCE_WINDOW"
+	envBlockCacheTTL        = "DEFENDER_BLOCK_CACHE_TTL"
 	envVerifyConcurrency    = "DEFENDER_VERIFY_CONCURRENCY"
 	envVerifyQueue          = "DEFENDER_VERIFY_QUEUE"
 	envVerifyQueueTimeout   = "DEFENDER_VERIFY_QUEUE_TIMEOUT"
@@ -221,6 +232,7 @@ func DefaultConfig() Config {
 		AccessAttemptExpiration: 24 * time.Hour,
 		AuditCoalesceWindow:     time.Second,
 		VerifyQueueTimeout:      time.Second,
+		BlockCacheTTL:           2 * time.Second,
 		ResetIPOnSuccess:        true,
 	}
 }
@@ -261,6 +273,8 @@ func (c Config) Validate() error {
 		return cfgErr(envStoreTimeout, "must be positive, got %v", c.StoreTimeout)
 	case c.AccessAttemptExpiration < 0:
 		return cfgErr(envAttemptExpiration, "must not be negative, got %v", c.AccessAttemptExpiration)
+	case c.BlockCacheTTL < 0:
+		return cfgErr(envBlockCacheTTL, "must not be negative, got %v", c.BlockCacheTTL)
 	case c.VerifyConcurrency < 0:
 		return cfgErr(envVerifyConcurrency, "must not be negative, got %d", c.VerifyConcurrency)
 	case c.VerifyQueue < 0:
@@ -371,7 +385,7 @@ var settingNames = []string{
 	envAttemptCooloff, envLockoutCooloff, envLockoutTemplate, envLockoutURL, envLockoutStatus,
 	envUsernameField, envCachePrefix, envStoreURL, envRedisURL, envStoreTimeout, envFailMode,
 	envAuditURL, envStoreAttempts, envUseCelery, envAttemptExpiration, envAllowIPs,
-	envAllowUsernames, envBlockIPs, envResetIP, envAuditCoalesce, envVerifyConcurrency, envVerifyQueue,
+	envAllowUsernames, envBlockIPs, envResetIP, envAuditCoalesce, envBlockCacheTTL, envVerifyConcurrency, envVerifyQueue,
 	envVerifyQueueTimeout,
 }
 
@@ -507,6 +521,7 @@ func ConfigFromLookup(lookup func(name string) (string, bool)) (Config, error) {
 	p.prefixes(envBlockIPs, &c.BlocklistIPs)
 	p.bool(envResetIP, &c.ResetIPOnSuccess)
 	p.duration(envAuditCoalesce, &c.AuditCoalesceWindow)
+	p.duration(envBlockCacheTTL, &c.BlockCacheTTL)
 	p.int(envVerifyConcurrency, &c.VerifyConcurrency)
 	p.int(envVerifyQueue, &c.VerifyQueue)
 	p.duration(envVerifyQueueTimeout, &c.VerifyQueueTimeout)

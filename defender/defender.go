@@ -59,7 +59,8 @@ type Defender struct {
 	// of order under load never make the events flap.
 	health    atomic.Uint64
 	guard     guard      // deadline allowance, breaker, settle retries (network stores)
-	admission *admission // verification admission control, or nil
+	admission *admission  // verification admission control, or nil
+	cache     *blockCache // the block near-cache (network stores), or nil
 	closeOnce sync.Once
 	closed    atomic.Bool
 }
@@ -133,6 +134,9 @@ func New(store backend.Backend, cfg Config, opts *Options) (*Defender, error) {
 		}
 		d.local, d.ownLocal = l, true
 	}
+	if err := d.startCache(); err != nil {
+		return nil, fmt.Errorf("defender: block cache: %w", err)
+	}
 	d.wg.Add(1)
 	go d.dispatch()
 	if !d.immediate {
@@ -171,6 +175,7 @@ func (d *Defender) Close() error {
 	d.closeOnce.Do(func() {
 		d.closed.Store(true)
 		d.stopGuard()
+		d.stopCache()
 		close(d.events)
 		d.wg.Wait()
 		if d.coalescer != nil {
@@ -284,6 +289,10 @@ func (d *Defender) Check(ctx context.Context, l Login) Decision {
 		from = ends[i]
 	}
 	keys := cb.keys[:n]
+	if dec, ok := d.fromCache(keys, ids[:n]); ok {
+		return dec
+	}
+	gen := d.cacheGen()
 	var start time.Time
 	if d.metrics != nil {
 		start = d.now()
@@ -317,7 +326,15 @@ func (d *Defender) Check(ctx context.Context, l Login) Decision {
 			return Decision{Verdict: Unavailable, FailMode: FailClosed, Err: err}
 		}
 	}
-	return lockedBy(es, ids[:n])
+	dec := lockedBy(es, ids[:n])
+	if dec.Verdict == Locked {
+		for i, e := range es {
+			if e.Found {
+				d.remember(keys[i], ids[i].kind, e.TTL, gen)
+			}
+		}
+	}
+	return dec
 }
 
 // localCtx bounds a call to FailLocal's in-process store, detached from
@@ -440,6 +457,11 @@ func (d *Defender) reserve(ctx context.Context, a *Attempt) {
 		a.keys[i] = unsafe.String(&b[from], ends[i]-from)
 		from = ends[i]
 	}
+	if dec, ok := d.fromCache(a.keys[n:2*n], a.ids[:n]); ok {
+		a.finish(dec)
+		return
+	}
+	gen := d.cacheGen()
 	a.res = backend.Reservation{
 		Counters: a.keys[:n:n],
 		Blocks:   a.keys[n : 2*n : 2*n],
@@ -487,6 +509,9 @@ func (d *Defender) reserve(ctx context.Context, a *Attempt) {
 		a.refund(ctx)
 		a.abandon(ctx)
 		return
+	}
+	if a.res.Blocked >= 0 && a.store == d.store {
+		d.remember(a.res.Blocks[a.res.Blocked], a.ids[a.res.Blocked].kind, a.res.Block.TTL, gen)
 	}
 	a.dec = a.decide(ctx)
 	if a.dec.Verdict != Allow {
@@ -818,6 +843,7 @@ func (a *Attempt) block(sctx context.Context, i int, count int64) (dec Decision,
 		Value:       blockValueFor(count, id.username, ipStr),
 	}
 	start := d.now()
+	gen := d.cacheGen()
 	var res backend.BlockResult
 	var err error
 	if a.store == d.store {
@@ -839,6 +865,9 @@ func (a *Attempt) block(sctx context.Context, i int, count int64) (dec Decision,
 			Duration: res.Duration, Permanent: res.Duration == 0, Count: count, Lockouts: res.Lockouts})
 		d.log.Info("defender: blocked", "kind", string(id.kind), "ip", ipStr, "username", id.username,
 			"duration", res.Duration, "count", count, "lockouts", res.Lockouts)
+	}
+	if a.store == d.store {
+		d.remember(req.BlockKey, id.kind, res.Duration, gen)
 	}
 	dec = Decision{Verdict: Locked, Kind: id.kind, Permanent: res.Duration == 0, RetryAfter: res.Duration}
 	if !res.Existing {

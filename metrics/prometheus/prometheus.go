@@ -64,6 +64,7 @@ type Metrics struct {
 	storeDur    *promclient.HistogramVec
 	storeErrors *promclient.CounterVec
 	failMode    *promclient.CounterVec
+	cacheHits   *promclient.CounterVec
 
 	// Pre-resolved children for the fixed label values.
 	attemptBy  map[string]promclient.Counter
@@ -72,15 +73,19 @@ type Metrics struct {
 	durBy      map[string]promclient.Observer
 	errBy      map[string]promclient.Counter
 	failModeBy map[defender.FailMode]promclient.Counter
+	cacheBy    map[defender.Kind]promclient.Counter
 }
 
-var _ defender.Metrics = (*Metrics)(nil)
+var (
+	_ defender.Metrics      = (*Metrics)(nil)
+	_ defender.CacheMetrics = (*Metrics)(nil)
+)
 
 // Label values defender uses (defender.Metrics' documentation).
 var (
-	outcomes  = []string{"success", "failure", "locked", "unavailable"}
+	outcomes  = []string{"success", "failure", "locked", "unavailable", "shed", "abandoned"}
 	kinds     = []defender.Kind{defender.KindIP, defender.KindUsername, defender.KindPair}
-	ops       = []string{"reserve", "check", "block", "settle", "admin"}
+	ops       = []string{"reserve", "check", "block", "settle", "admin", "probe"}
 	failModes = []defender.FailMode{defender.FailClosed, defender.FailOpen, defender.FailLocal}
 )
 
@@ -109,14 +114,15 @@ func New(reg promclient.Registerer, opts *Options) (*Metrics, error) {
 		}, []string{label})
 	}
 	m := &Metrics{
-		attempts:    counter("attempts_total", "Login attempts by outcome: success, failure, locked, unavailable.", "outcome"),
+		attempts:    counter("attempts_total", "Login attempts by outcome: success, failure, locked, unavailable, shed, abandoned.", "outcome"),
+		cacheHits:   counter("block_cache_answers_total", "Locked requests answered by the block near-cache without a store call, by identity kind.", "kind"),
 		blocks:      counter("blocks_total", "Blocks set, by identity kind: ip, username, pair.", "kind"),
 		unblocks:    counter("unblocks_total", "Admin unblocks, by identity kind.", "kind"),
 		storeErrors: counter("store_errors_total", "Failed store calls, by operation.", "op"),
 		failMode:    counter("fail_mode_total", "Decisions taken by the fail mode while the store failed: closed, open, local.", "mode"),
 		storeDur: promclient.NewHistogramVec(promclient.HistogramOpts{
 			Namespace: o.Namespace, Name: "store_call_duration_seconds", ConstLabels: o.ConstLabels,
-			Help:    "Store call latency, by operation: reserve, check, block, settle, admin.",
+			Help:    "Store call latency, by operation: reserve, check, block, settle, admin, probe.",
 			Buckets: o.Buckets,
 		}, []string{"op"}),
 		attemptBy:  map[string]promclient.Counter{},
@@ -125,6 +131,7 @@ func New(reg promclient.Registerer, opts *Options) (*Metrics, error) {
 		durBy:      map[string]promclient.Observer{},
 		errBy:      map[string]promclient.Counter{},
 		failModeBy: map[defender.FailMode]promclient.Counter{},
+		cacheBy:    map[defender.Kind]promclient.Counter{},
 	}
 	for _, v := range outcomes {
 		m.attemptBy[v] = m.attempts.WithLabelValues(v)
@@ -132,6 +139,7 @@ func New(reg promclient.Registerer, opts *Options) (*Metrics, error) {
 	for _, k := range kinds {
 		m.blockBy[k] = m.blocks.WithLabelValues(string(k))
 		m.unblockBy[k] = m.unblocks.WithLabelValues(string(k))
+		m.cacheBy[k] = m.cacheHits.WithLabelValues(string(k))
 	}
 	for _, op := range ops {
 		m.durBy[op] = m.storeDur.WithLabelValues(op)
@@ -140,7 +148,7 @@ func New(reg promclient.Registerer, opts *Options) (*Metrics, error) {
 	for _, f := range failModes {
 		m.failModeBy[f] = m.failMode.WithLabelValues(string(f))
 	}
-	cs := []promclient.Collector{m.attempts, m.blocks, m.unblocks, m.storeDur, m.storeErrors, m.failMode}
+	cs := []promclient.Collector{m.attempts, m.blocks, m.unblocks, m.storeDur, m.storeErrors, m.failMode, m.cacheHits}
 	if o.Audit != nil {
 		cs = append(cs, newAuditCollector(o.Namespace, o.ConstLabels, o.Audit))
 	}
@@ -201,6 +209,14 @@ func (m *Metrics) StoreCall(op string, d time.Duration, err error) {
 		return
 	}
 	m.storeErrors.WithLabelValues(op).Inc()
+}
+
+// BlockCacheAnswer implements defender.CacheMetrics: it counts a locked
+// request answered by the block near-cache.
+func (m *Metrics) BlockCacheAnswer(kind defender.Kind) {
+	if c, ok := m.cacheBy[kind]; ok {
+		c.Inc()
+	}
 }
 
 // FailMode counts a decision taken by the fail mode.
