@@ -58,7 +58,7 @@ type Defender struct {
 	// that began while healthy can report a failure: calls that finish out
 	// of order under load never make the events flap.
 	health    atomic.Uint64
-	guard     guard      // deadline allowance, breaker, settle retries (network stores)
+	guard     guard       // deadline allowance, breaker, settle retries (network stores)
 	admission *admission  // verification admission control, or nil
 	cache     *blockCache // the block near-cache (network stores), or nil
 	closeOnce sync.Once

@@ -69,4 +69,3 @@ func TestNearCacheTwoProcesses(t *testing.T) {
 		})
 	}
 }
-
