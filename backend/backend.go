@@ -111,6 +111,24 @@ type Immediate interface {
 	Immediate() bool
 }
 
+// KeyBorrower is an optional interface for backends that never keep a key
+// string passed to them after the call returns: a key they store is copied
+// (strings.Clone), a key they send is written out during the call. When
+// BorrowsKeys reports true, the engine lends such a backend keys built in a
+// buffer that it writes again for a later login, which saves an allocation
+// per login; every other backend gets keys that are never written again, as
+// Go strings are. The conformance suite checks the promise of a backend that
+// makes it (Keys/Borrowed).
+type KeyBorrower interface {
+	BorrowsKeys() bool
+}
+
+// BorrowsKeys reports whether b implements KeyBorrower and says true.
+func BorrowsKeys(b Backend) bool {
+	kb, ok := b.(KeyBorrower)
+	return ok && kb.BorrowsKeys()
+}
+
 // IsImmediate reports whether b implements Immediate and reports true.
 func IsImmediate(b Backend) bool {
 	im, ok := b.(Immediate)

@@ -3,6 +3,7 @@ package conformance
 import (
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/go-defender/defender/backend"
 )
@@ -60,6 +61,43 @@ func dedupe(keys []string) []string {
 
 func (s *suite) keyChecks() []check {
 	return []check{
+		{"Borrowed", func(t tb) {
+			// A backend that borrows keys (backend.KeyBorrower) keeps none
+			// of the strings it is passed: the buffer behind them is
+			// written again after each call, as the engine does.
+			b := s.open(t)
+			if !backend.BorrowsKeys(b) {
+				return
+			}
+			buf := make([]byte, 0, 64)
+			lend := func(k string) string {
+				buf = append(buf[:0], k...)
+				return unsafe.String(&buf[0], len(buf))
+			}
+			scrub := func() {
+				for i := range buf[:cap(buf)] {
+					buf[:cap(buf)][i] = 'z'
+				}
+			}
+			incr(t, b, []string{lend("lend:count")}, 1, hour)
+			scrub()
+			setBlock(t, b, lend("lend:block"), []byte("v"), hour)
+			scrub()
+			r := backend.Reservation{Blocks: []string{lend("lend:b2")}, TTL: hour}
+			r.Counters = []string{"lend:c2"}
+			reserve(t, b, &r)
+			scrub()
+			es := get(t, b, "lend:count", "lend:block")
+			if !es[0].Found || !es[1].Found {
+				t.Fatalf("after its key's buffer was written again, a key is lost (found %v %v): the backend kept the caller's string", es[0].Found, es[1].Found)
+			}
+			got := scanAll(t, b, "", 0, nil)
+			for k := range got {
+				if strings.Contains(k, "zz") {
+					t.Errorf("Scan returns %q: the backend kept the caller's string, written since", k)
+				}
+			}
+		}},
 		{"RoundTrip", func(t tb) {
 			// Keys with : % * ? [ ] { } and of the maximum length go
 			// through every method unchanged and never match each other.

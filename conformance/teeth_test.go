@@ -52,7 +52,15 @@ const (
 	// closeMidCall makes calls that were under way when Close ran fail
 	// with a plain error instead of completing or returning ErrClosed.
 	closeMidCall
+	// keepsLentKeys claims to borrow keys (backend.KeyBorrower) but keeps
+	// the caller's strings.
+	keepsLentKeys
 )
+
+// borrowing is a ref that claims to copy the keys it keeps.
+type borrowing struct{ *ref }
+
+func (borrowing) BorrowsKeys() bool { return true }
 
 // checksFirst is a ref with a Reserve that breaks the ordering rule.
 type checksFirst struct{ *ref }
@@ -422,6 +430,9 @@ func runRef(coarse bool, offset time.Duration, flaws flaw) *report {
 		if flaws&reserveChecksFirst != 0 {
 			return checksFirst{r}
 		}
+		if flaws&keepsLentKeys != 0 {
+			return borrowing{r}
+		}
 		return r
 	}
 	rec := newRecorder()
@@ -497,6 +508,9 @@ func TestTeeth(t *testing.T) {
 			"Closed/AfterClose/Get": "want " + backend.ErrClosed.Error(),
 			"Closed/CloseWhileBusy": "want nil or an error wrapping " + backend.ErrClosed.Error(),
 		}, []string{"Closed/"}},
+		{"KeepsLentKeys", keepsLentKeys, map[string]string{
+			"Keys/Borrowed": "the backend kept the caller's string",
+		}, []string{"Defender/", "Keys/"}},
 		{"GetIgnoresExpiry", getIgnoresExpiry, map[string]string{
 			"TTL/Expiry/GetExpired": "want Found == false",
 			"TTL/GetNeverExtends":   "want absent",

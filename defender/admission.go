@@ -89,5 +89,6 @@ func (a *Attempt) Admit(ctx context.Context) (release func(), ok bool) {
 		a.d.metrics.Attempt("shed")
 	}
 	a.record(false, false, "")
+	a.release()
 	return nop, false
 }

@@ -45,6 +45,7 @@ type Defender struct {
 	log       *slog.Logger
 	now       func() time.Time
 	immediate bool // store never blocks on I/O: no per-call deadline
+	borrow    bool // store copies the keys it keeps: lend it pooled buffers
 
 	hooksMu sync.RWMutex
 	hooks   []Hook
@@ -113,6 +114,7 @@ func New(store backend.Backend, cfg Config, opts *Options) (*Defender, error) {
 		d.now = time.Now
 	}
 	d.immediate = backend.IsImmediate(store)
+	d.borrow = backend.BorrowsKeys(store) && (o.Local == nil || backend.BorrowsKeys(o.Local))
 	d.admission = newAdmission(cfg)
 	if len(cfg.AllowlistUsernames) > 0 {
 		d.allowUser = make(map[string]struct{}, len(cfg.AllowlistUsernames))
@@ -276,7 +278,13 @@ func (d *Defender) Check(ctx context.Context, l Login) Decision {
 	if ctx.Err() != nil {
 		return Decision{Verdict: Abandoned, Err: context.Cause(ctx)}
 	}
-	cb := new(checkBuf)
+	var cb *checkBuf
+	if d.borrow {
+		cb = checkPool.Get().(*checkBuf)
+		defer checkPool.Put(cb)
+	} else {
+		cb = new(checkBuf)
+	}
 	b := cb.buf[:0]
 	var ends [2]int
 	for i := 0; i < n; i++ {
@@ -343,8 +351,8 @@ func (d *Defender) localCtx(ctx context.Context) (context.Context, context.Cance
 	return context.WithTimeout(context.WithoutCancel(ctx), d.cfg.StoreTimeout)
 }
 
-// checkBuf holds Check's keys in one allocation; the strings point into buf,
-// which is never written again once they are made.
+// checkBuf holds Check's keys in one allocation; the strings point into buf
+// (pooled for a backend that borrows keys, see Attempt's keys).
 type checkBuf struct {
 	keys [2]string
 	buf  [448]byte
@@ -384,16 +392,32 @@ func lockedBy(es []backend.Entry, ids []identity) Decision {
 // cancellation never interrupts one half-way, so a client hanging up is
 // never mistaken for a store outage.
 func (d *Defender) Attempt(ctx context.Context, l Login) *Attempt {
+	a := new(Attempt)
+	d.AttemptInto(ctx, l, a)
+	return a
+}
+
+// AttemptInto is Attempt into an Attempt the caller owns: a zero Attempt
+// or one already settled, typically a local variable, so that the attempt
+// allocates nothing (the state its reservation needs comes from a pool and
+// goes back to it when the attempt is settled). It is the form for hot
+// paths; the middleware uses it.
+//
+//	var a defender.Attempt
+//	d.AttemptInto(ctx, login, &a)
+//	if a.Decision().Allowed() { ... a.Failed(ctx) ... }
+func (d *Defender) AttemptInto(ctx context.Context, l Login, a *Attempt) {
+	a.release()
+	*a = Attempt{d: d, login: l}
 	if err := checkUsername(l.Username); err != nil {
-		return d.refuse(ctx, l, err)
+		d.refuse(ctx, a, err)
+		return
 	}
-	a := &Attempt{d: d, login: l}
 	if d.metrics != nil {
 		a.start = d.now()
 	}
 	a.user = d.Canonical(ctx, l.Username)
 	d.reserve(ctx, a)
-	return a
 }
 
 // Refuse settles a login that the application will not verify because the
@@ -404,35 +428,39 @@ func (d *Defender) Attempt(ctx context.Context, l Login) *Attempt {
 // when this failure blocks the IP. l.Username is recorded in the audit log
 // as typed but never counted: it cannot be trusted.
 func (d *Defender) Refuse(ctx context.Context, l Login, reason error) Decision {
-	return d.refuse(ctx, l, reason).dec
+	a := Attempt{d: d, login: l}
+	d.refuse(ctx, &a, reason)
+	return a.dec
 }
 
-func (d *Defender) refuse(ctx context.Context, l Login, reason error) *Attempt {
-	a := &Attempt{d: d, login: l, refused: reason}
+// refuse settles a (its Login set) as refused for reason.
+func (d *Defender) refuse(ctx context.Context, a *Attempt, reason error) {
+	a.refused = reason
 	if d.metrics != nil {
 		a.start = d.now()
 	}
 	d.reserve(ctx, a)
 	if !a.dec.Allowed() {
-		return a
+		return
 	}
 	dec := a.Failed(ctx)
 	if dec.Verdict != Locked {
 		a.dec = Decision{Verdict: Refused, Err: reason, FailMode: dec.FailMode}
 	}
-	return a
 }
 
 // reserve checks and reserves a for a.user (empty for a refused attempt)
 // and sets a.dec.
 func (d *Defender) reserve(ctx context.Context, a *Attempt) {
-	n, blocklisted := d.identify(a.login.IP, a.user, &a.ids)
+	a.st = statePool.Get().(*attemptState)
+	n, blocklisted := d.identify(a.login.IP, a.user, &a.st.ids)
 	a.n = n
 	if blocklisted {
 		a.finish(Decision{Verdict: Locked, Kind: KindIP, Blocklisted: true, Permanent: true})
 		return
 	}
 	if n == 0 {
+		a.release()
 		a.dec = Decision{}
 		return
 	}
@@ -440,37 +468,42 @@ func (d *Defender) reserve(ctx context.Context, a *Attempt) {
 		a.abandon(ctx)
 		return
 	}
-	// Build the 2n keys into one buffer owned by the attempt; the strings
-	// point into it and the buffer is never written again.
-	b := a.buf[:0]
+	// Build the 2n keys into one buffer; the strings point into it. A
+	// backend that copies what it keeps (backend.KeyBorrower) is lent the
+	// state's buffer, written again by a later attempt; any other gets a
+	// buffer of its own, never written again.
+	b := a.st.buf[:0]
+	if !d.borrow {
+		b = make([]byte, 0, len(a.st.buf))
+	}
 	var ends [4]int
 	for i := 0; i < n; i++ {
-		b = appendKey(b, d.prefix, slotCounter, &a.ids[i])
+		b = appendKey(b, d.prefix, slotCounter, &a.st.ids[i])
 		ends[i] = len(b)
 	}
 	for i := 0; i < n; i++ {
-		b = appendKey(b, d.prefix, slotBlock, &a.ids[i])
+		b = appendKey(b, d.prefix, slotBlock, &a.st.ids[i])
 		ends[n+i] = len(b)
 	}
 	from := 0
 	for i := 0; i < 2*n; i++ {
-		a.keys[i] = unsafe.String(&b[from], ends[i]-from)
+		a.st.keys[i] = unsafe.String(&b[from], ends[i]-from)
 		from = ends[i]
 	}
-	if dec, ok := d.fromCache(a.keys[n:2*n], a.ids[:n]); ok {
+	if dec, ok := d.fromCache(a.st.keys[n:2*n], a.st.ids[:n]); ok {
 		a.finish(dec)
 		return
 	}
 	gen := d.cacheGen()
-	a.res = backend.Reservation{
-		Counters: a.keys[:n:n],
-		Blocks:   a.keys[n : 2*n : 2*n],
+	a.st.res = backend.Reservation{
+		Counters: a.st.keys[:n:n],
+		Blocks:   a.st.keys[n : 2*n : 2*n],
 		TTL:      d.ttl,
-		Counts:   a.counts[:0],
+		Counts:   a.st.counts[:0],
 	}
 	a.store = d.store
 	err := d.call(ctx, "reserve", a.start, func(sctx context.Context) error {
-		return backend.Reserve(sctx, d.store, &a.res)
+		return backend.Reserve(sctx, d.store, &a.st.res)
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -491,7 +524,7 @@ func (d *Defender) reserve(ctx context.Context, a *Attempt) {
 			a.store = d.local
 			a.failMode = FailLocal
 			lctx, lcancel := d.localCtx(ctx)
-			err = backend.Reserve(lctx, d.local, &a.res)
+			err = backend.Reserve(lctx, d.local, &a.st.res)
 			lcancel()
 			if err != nil {
 				a.store = nil
@@ -510,8 +543,8 @@ func (d *Defender) reserve(ctx context.Context, a *Attempt) {
 		a.abandon(ctx)
 		return
 	}
-	if a.res.Blocked >= 0 && a.store == d.store {
-		d.remember(a.res.Blocks[a.res.Blocked], a.ids[a.res.Blocked].kind, a.res.Block.TTL, gen)
+	if a.st.res.Blocked >= 0 && a.store == d.store {
+		d.remember(a.st.res.Blocks[a.st.res.Blocked], a.st.ids[a.st.res.Blocked].kind, a.st.res.Block.TTL, gen)
 	}
 	a.dec = a.decide(ctx)
 	if a.dec.Verdict != Allow {
@@ -525,6 +558,7 @@ func (a *Attempt) abandon(ctx context.Context) {
 	a.dec = Decision{Verdict: Abandoned, Err: context.Cause(ctx)}
 	a.settled = true
 	a.store = nil
+	a.release()
 	if a.d.metrics != nil {
 		a.d.metrics.Attempt("abandoned")
 	}
@@ -533,20 +567,20 @@ func (a *Attempt) abandon(ctx context.Context) {
 // refund takes back a reservation that will never be verified.
 func (a *Attempt) refund(ctx context.Context) {
 	d := a.d
-	if a.store == nil || a.res.Blocked >= 0 || len(a.res.Counts) != a.n || a.n == 0 {
+	if a.store == nil || a.st.res.Blocked >= 0 || len(a.st.res.Counts) != a.n || a.n == 0 {
 		return
 	}
 	if a.store == d.store {
 		err := d.call(ctx, "settle", a.start, func(sctx context.Context) error {
-			_, err := a.store.Incr(sctx, a.keys[:a.n], -1, d.ttl)
+			_, err := a.store.Incr(sctx, a.st.keys[:a.n], -1, d.ttl)
 			return err
 		})
 		if errors.Is(err, errCircuitOpen) {
-			d.retryLater(nil, a.keys[:a.n])
+			d.retryLater(nil, a.st.keys[:a.n])
 		}
 	} else {
 		lctx, cancel := d.localCtx(ctx)
-		_, _ = a.store.Incr(lctx, a.keys[:a.n], -1, d.ttl)
+		_, _ = a.store.Incr(lctx, a.st.keys[:a.n], -1, d.ttl)
 		cancel()
 	}
 	a.store = nil
@@ -554,12 +588,12 @@ func (a *Attempt) refund(ctx context.Context) {
 
 // decide turns the reservation into a decision.
 func (a *Attempt) decide(ctx context.Context) Decision {
-	r := &a.res
+	r := &a.st.res
 	if r.Blocked >= 0 {
-		return Decision{Verdict: Locked, Kind: a.ids[r.Blocked].kind, Permanent: r.Block.TTL == 0, RetryAfter: r.Block.TTL, FailMode: a.failMode}
+		return Decision{Verdict: Locked, Kind: a.st.ids[r.Blocked].kind, Permanent: r.Block.TTL == 0, RetryAfter: r.Block.TTL, FailMode: a.failMode}
 	}
 	for i := 0; i < a.n && i < len(r.Counts); i++ {
-		if r.Counts[i] > a.ids[i].limit+1 {
+		if r.Counts[i] > a.st.ids[i].limit+1 {
 			// Past limit+1 without a block: a parallel burst outran the
 			// block, or the attempt that should have set it never did
 			// (its process died, or its block failed). Refuse without
@@ -572,7 +606,7 @@ func (a *Attempt) decide(ctx context.Context) Decision {
 			cancel()
 			if !ok {
 				d := a.d.lockouts[0]
-				dec = Decision{Verdict: Locked, Kind: a.ids[i].kind, Permanent: d == 0, RetryAfter: d, Duration: d}
+				dec = Decision{Verdict: Locked, Kind: a.st.ids[i].kind, Permanent: d == 0, RetryAfter: d, Duration: d}
 			}
 			dec.FailMode = a.failMode
 			return dec
@@ -581,25 +615,64 @@ func (a *Attempt) decide(ctx context.Context) Decision {
 	return Decision{FailMode: a.failMode}
 }
 
-// Attempt is one login attempt in progress. It is not safe for concurrent
-// use; settle it once.
+// Attempt is one login attempt in progress (Defender.Attempt,
+// Defender.AttemptInto). Settle it once. It must not be copied (go vet
+// reports copies): use it through a pointer. It is not safe for concurrent
+// use.
 type Attempt struct {
+	_        noCopy
 	d        *Defender
+	st       *attemptState // the reservation; nil once settled
 	login    Login
 	user     string
 	refused  error // Refuse's reason: the username is not counted
 	start    time.Time
-	ids      [2]identity
 	n        int
-	keys     [4]string
-	counts   [2]int64
-	res      backend.Reservation
 	store    backend.Backend // where the reservation was made; nil: nothing to settle
 	failMode FailMode
 	dec      Decision
 	settled  bool
-	buf      [160]byte // typical keys fit; longer ones spill to the heap
 }
+
+// attemptState is the part of an attempt that the store sees: pooled, so
+// that an attempt allocates nothing.
+type attemptState struct {
+	ids    [2]identity
+	keys   [4]string
+	counts [2]int64
+	res    backend.Reservation
+	buf    [192]byte // typical keys fit; longer ones spill to the heap
+}
+
+var (
+	statePool = sync.Pool{New: func() any { return new(attemptState) }}
+	checkPool = sync.Pool{New: func() any { return new(checkBuf) }}
+)
+
+// release hands the attempt's state back to the pool: the attempt is
+// settled and its keys are no longer used.
+func (a *Attempt) release() {
+	if a.st != nil {
+		a.st.res = backend.Reservation{}
+		statePool.Put(a.st)
+		a.st = nil
+	}
+}
+
+// moveTo moves the attempt into dst (which must be a zero Attempt); a is
+// left settled and empty, so only dst settles it.
+func (a *Attempt) moveTo(dst *Attempt) {
+	dst.d, dst.st, dst.login, dst.user, dst.refused = a.d, a.st, a.login, a.user, a.refused
+	dst.start, dst.n, dst.store, dst.failMode = a.start, a.n, a.store, a.failMode
+	dst.dec, dst.settled = a.dec, a.settled
+	a.st, a.store, a.settled = nil, nil, true
+}
+
+// noCopy makes go vet's copylocks check report copies of an Attempt.
+type noCopy struct{}
+
+func (*noCopy) Lock()   {}
+func (*noCopy) Unlock() {}
 
 // Decision is the answer of the check: verify the password only when
 // Allowed.
@@ -621,6 +694,7 @@ func (a *Attempt) finish(dec Decision) {
 		d.metrics.Attempt(outcome)
 	}
 	a.record(false, dec.Verdict == Locked, dec.FailMode)
+	a.release()
 }
 
 func (a *Attempt) record(success, locked bool, fm FailMode) {
@@ -671,7 +745,7 @@ func (a *Attempt) Succeeded(ctx context.Context) Decision {
 	if d.metrics != nil {
 		d.metrics.Attempt("success")
 	}
-	if a.store != nil && a.res.Blocked < 0 && len(a.res.Counts) == a.n {
+	if a.store != nil && a.st.res.Blocked < 0 && len(a.st.res.Counts) == a.n {
 		// A counter that is reset is deleted; the IP counter is only
 		// refunded when ResetIPOnSuccess is off. On an in-process store a
 		// counter that only holds this attempt's reservation is refunded
@@ -681,20 +755,20 @@ func (a *Attempt) Succeeded(ctx context.Context) Decision {
 		var del []string
 		refundAll := d.immediate
 		for i := 0; i < a.n; i++ {
-			reset := a.ids[i].kind != KindIP || d.cfg.ResetIPOnSuccess
-			if reset && a.res.Counts[i] > 1 {
+			reset := a.st.ids[i].kind != KindIP || d.cfg.ResetIPOnSuccess
+			if reset && a.st.res.Counts[i] > 1 {
 				refundAll = false
 			}
 		}
-		refund := a.keys[:a.n]
+		refund := a.st.keys[:a.n]
 		if !refundAll {
 			refund = nil
 			for i := 0; i < a.n; i++ {
-				reset := a.ids[i].kind != KindIP || d.cfg.ResetIPOnSuccess
-				if reset && (a.res.Counts[i] > 1 || !d.immediate) {
-					del = append(del, a.keys[i])
+				reset := a.st.ids[i].kind != KindIP || d.cfg.ResetIPOnSuccess
+				if reset && (a.st.res.Counts[i] > 1 || !d.immediate) {
+					del = append(del, a.st.keys[i])
 				} else {
-					refund = append(refund, a.keys[i])
+					refund = append(refund, a.st.keys[i])
 				}
 			}
 		}
@@ -744,6 +818,7 @@ func (a *Attempt) Succeeded(ctx context.Context) Decision {
 		}
 	}
 	a.record(true, false, a.dec.FailMode)
+	a.release()
 	return a.dec
 }
 
@@ -783,10 +858,10 @@ func (a *Attempt) Failed(ctx context.Context) Decision {
 	d := a.d
 	dec := a.dec
 	var bctx context.Context
-	if a.store != nil && a.res.Blocked < 0 {
-		for i := 0; i < a.n && i < len(a.res.Counts); i++ {
-			count := a.res.Counts[i]
-			if count <= a.ids[i].limit {
+	if a.store != nil && a.st.res.Blocked < 0 {
+		for i := 0; i < a.n && i < len(a.st.res.Counts); i++ {
+			count := a.st.res.Counts[i]
+			if count <= a.st.ids[i].limit {
 				continue
 			}
 			if bctx == nil {
@@ -802,7 +877,7 @@ func (a *Attempt) Failed(ctx context.Context) Decision {
 				// refused as a burst (and set the block) until it
 				// expires, so the identity stays locked.
 				dur := d.lockouts[0]
-				bdec = Decision{Verdict: Locked, Kind: a.ids[i].kind, Permanent: dur == 0, RetryAfter: dur, Duration: dur, Err: bdec.Err}
+				bdec = Decision{Verdict: Locked, Kind: a.st.ids[i].kind, Permanent: dur == 0, RetryAfter: dur, Duration: dur, Err: bdec.Err}
 			}
 			if bdec.Err != nil {
 				dec.Err = bdec.Err
@@ -822,6 +897,7 @@ func (a *Attempt) Failed(ctx context.Context) Decision {
 		}
 	}
 	a.record(false, dec.Verdict == Locked, dec.FailMode)
+	a.release()
 	return dec
 }
 
@@ -831,11 +907,11 @@ func (a *Attempt) Failed(ctx context.Context) Decision {
 // (dec.Err holds the error).
 func (a *Attempt) block(sctx context.Context, i int, count int64) (dec Decision, ok bool) {
 	d := a.d
-	id := &a.ids[i]
+	id := &a.st.ids[i]
 	ipStr := id.ipString()
 	req := backend.BlockRequest{
-		BlockKey:    a.keys[a.n+i],
-		CounterKey:  a.keys[i],
+		BlockKey:    a.st.keys[a.n+i],
+		CounterKey:  a.st.keys[i],
 		LockoutsKey: id.key(d.prefix, slotLockouts),
 		Window:      d.cfg.AccessAttemptExpiration,
 		Durations:   d.lockouts,

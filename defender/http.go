@@ -195,7 +195,8 @@ func (p *protected) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		m.tooLarge(w, r)
 		return
 	}
-	a := m.d.Attempt(ctx, l)
+	var a Attempt
+	m.d.AttemptInto(ctx, l, &a)
 	if dec := a.Decision(); !dec.Allowed() {
 		m.refuse(w, r, dec, l)
 		return
@@ -207,8 +208,9 @@ func (p *protected) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer release()
 	settle := context.WithoutCancel(ctx)
-	ww := &watchWriter{w: w, m: m, r: r, a: a, l: l, ctx: settle,
+	ww := &watchWriter{w: w, m: m, r: r, l: l, ctx: settle,
 		info: LoginInfo{Username: TrimUsername(l.Username), Canonical: a.Username()}}
+	a.moveTo(&ww.a)
 	r = r.WithContext(context.WithValue(ctx, reportKey{}, ww))
 	ww.r = r
 	returned := false
@@ -217,7 +219,7 @@ func (p *protected) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// reservation stays counted; the panic goes on unchanged.
 		if !returned && ww.state.Load() == statePending {
 			ww.state.Store(statePassing)
-			a.Failed(settle)
+			ww.a.Failed(settle)
 		}
 	}()
 	p.next.ServeHTTP(ww, r)
@@ -335,7 +337,7 @@ type watchWriter struct {
 	w      http.ResponseWriter
 	m      *Middleware
 	r      *http.Request
-	a      *Attempt
+	a      Attempt
 	l      Login
 	ctx    context.Context
 	info   LoginInfo

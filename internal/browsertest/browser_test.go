@@ -416,9 +416,14 @@ func TestLockoutAdminUnblockLogin(t *testing.T) {
 // in the browser (a page on a second server): the browser sends
 // Sec-Fetch-Site: cross-site and the admin refuses.
 func TestAdminCrossSiteFormRefused(t *testing.T) {
-	base := startDemo(t, "DEFENDER_LOGIN_FAILURE_LIMIT=1")
+	// The failing client comes through a proxy: its IP is blocked, not the
+	// admin's (the admin's sign-in is a login like any other).
+	base := startDemo(t, "DEFENDER_LOGIN_FAILURE_LIMIT=1", "DEFENDER_BEHIND_REVERSE_PROXY=true")
 	for i := 0; i < 2; i++ {
-		resp, err := http.PostForm(base+"/login", url.Values{"username": {"alice"}, "password": {"x"}})
+		req, _ := http.NewRequest("POST", base+"/login", strings.NewReader(url.Values{"username": {"alice"}, "password": {"x"}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Forwarded-For", "198.51.100.7")
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -429,7 +434,7 @@ func TestAdminCrossSiteFormRefused(t *testing.T) {
 	evil.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, `<!doctype html><form id="f" method="post" action="%s/admin/defender/api/unblock">
 <input name="username" value="alice"><input name="ip" value="">
-</form><form id="g" method="post" action="%s/admin/defender/api/unblock"><input name="ip" value="127.0.0.1"></form>`, base, base)
+</form><form id="g" method="post" action="%s/admin/defender/api/unblock"><input name="ip" value="198.51.100.7"></form>`, base, base)
 	})
 	srv := &http.Server{Handler: evil}
 	ln := listen(t)
@@ -462,7 +467,7 @@ func TestAdminCrossSiteFormRefused(t *testing.T) {
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(b), `"ip":"127.0.0.1"`) {
+	if !strings.Contains(string(b), `"ip":"198.51.100.7"`) {
 		t.Fatalf("the cross-site form unblocked: %s", b)
 	}
 }

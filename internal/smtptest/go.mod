@@ -8,6 +8,12 @@ require (
 	github.com/go-defender/defender v0.0.0-00010101000000-000000000000
 )
 
-require golang.org/x/text v0.44.0 // indirect
+require (
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/dgraph-io/ristretto/v2 v2.4.2 // indirect
+	github.com/dustin/go-humanize v1.0.1 // indirect
+	golang.org/x/sys v0.50.0 // indirect
+	golang.org/x/text v0.44.0 // indirect
+)
 
 replace github.com/go-defender/defender => ../..
