@@ -477,12 +477,18 @@ func (d *Defender) reserve(ctx context.Context, a *Attempt) {
 		b = make([]byte, 0, len(a.st.buf))
 	}
 	var ends [4]int
+	var starts [2]int
 	for i := 0; i < n; i++ {
+		starts[i] = len(b)
 		b = appendKey(b, d.prefix, slotCounter, &a.st.ids[i])
 		ends[i] = len(b)
 	}
+	// A block key is its counter key with another slot letter: copied,
+	// not formatted again.
 	for i := 0; i < n; i++ {
-		b = appendKey(b, d.prefix, slotBlock, &a.st.ids[i])
+		at := len(b)
+		b = append(b, b[starts[i]:ends[i]]...)
+		b[at+len(d.prefix)+1] = slotBlock
 		ends[n+i] = len(b)
 	}
 	from := 0
