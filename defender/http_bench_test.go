@@ -1,11 +1,13 @@
 package defender_test
 
 import (
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
+	"github.com/go-defender/defender/auditlog"
 	"github.com/go-defender/defender/backend/memory"
 	"github.com/go-defender/defender/defender"
 )
@@ -100,4 +102,58 @@ func BenchmarkMiddleware(b *testing.B) {
 	b.Run("post-success", func(b *testing.B) { runBench(b, benchMiddleware(b), "POST", benchRight, 303) })
 	b.Run("post-failure", func(b *testing.B) { runBench(b, benchMiddleware(b), "POST", benchWrong, 200) })
 	b.Run("get", func(b *testing.B) { runBench(b, benchMiddleware(b), "GET", "", 200) })
+}
+
+// discardRecorder takes audit records and drops them (the Writer's own cost
+// is measured in package auditlog).
+type discardRecorder struct{}
+
+func (discardRecorder) Record(auditlog.Record) {}
+
+// BenchmarkLockedFlood is a POST from a blocked client under the
+// middleware with the audit log on (coalesced): what a brute-force flood
+// costs per request once the block is known.
+func BenchmarkLockedFlood(b *testing.B) {
+	st, err := memory.New(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = st.Close() })
+	cfg := defender.DefaultConfig()
+	d, err := defender.New(st, cfg, &defender.Options{Audit: discardRecorder{}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = d.Close() })
+	m, err := defender.NewMiddleware(d, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := m.Wrap(benchLogin)
+	for _, accept := range []string{"text/html", "application/json"} {
+		b.Run(accept, func(b *testing.B) {
+			r := httptest.NewRequest("POST", "/login", nil)
+			r.RemoteAddr = "192.0.2.1:5000"
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			r.Header.Set("Accept", accept)
+			body := &benchBody{}
+			w := &benchWriter{h: http.Header{}}
+			for i := 0; i < 5; i++ { // block the client
+				body.Reset(benchWrong)
+				r.Body, r.Form, r.PostForm = body, nil, nil
+				h.ServeHTTP(w, r)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				body.Reset(benchWrong)
+				r.Body, r.Form, r.PostForm = body, nil, nil
+				clear(w.h)
+				w.code = 0
+				h.ServeHTTP(w, r)
+			}
+			if w.code != http.StatusTooManyRequests {
+				b.Fatalf("status %d, want 429", w.code)
+			}
+		})
+	}
 }

@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -45,6 +47,45 @@ type lockoutPage struct {
 	status       int
 	failureLimit int
 	cooloffs     []time.Duration
+	rendered     *renderCache
+}
+
+// renderCache keeps lockout bodies already rendered: a body depends only on
+// the seconds remaining, the cooloff and permanence, so under a flood on
+// one blocked client every request but the first of each second is a copy.
+// It is bounded: past maxRendered bodies it starts afresh.
+type renderCache struct {
+	m atomic.Pointer[sync.Map]
+	n atomic.Int64
+}
+
+const maxRendered = 512
+
+// renderKey names one rendered body.
+type renderKey struct {
+	json      bool
+	permanent bool
+	secs      int64
+	cooloff   time.Duration
+}
+
+func (c *renderCache) get(k renderKey) ([]byte, bool) {
+	if m := c.m.Load(); m != nil {
+		if v, ok := m.Load(k); ok {
+			return v.([]byte), true
+		}
+	}
+	return nil, false
+}
+
+func (c *renderCache) put(k renderKey, b []byte) {
+	m := c.m.Load()
+	if m == nil || c.n.Add(1) > maxRendered {
+		m = new(sync.Map)
+		c.m.Store(m)
+		c.n.Store(1)
+	}
+	m.Store(k, b)
 }
 
 func newLockoutPage(cfg Config) (lockoutPage, error) {
@@ -53,6 +94,7 @@ func newLockoutPage(cfg Config) (lockoutPage, error) {
 		status:       cfg.LockoutStatus, // validated: 4xx or 5xx
 		failureLimit: cfg.FailureLimit,
 		cooloffs:     cfg.lockoutTimes(),
+		rendered:     new(renderCache),
 	}
 	var err error
 	if cfg.LockoutTemplate != "" {
@@ -190,55 +232,72 @@ func (m *Middleware) refuse(w http.ResponseWriter, r *http.Request, dec Decision
 
 	// Debug: the block itself is logged once, at Info, by the engine; a
 	// flood of refused requests must not flood the log.
-	m.log.LogAttrs(r.Context(), slog.LevelDebug, "defender: locked",
-		slog.String("ip", l.IP.String()), slog.String("username", l.Username),
-		slog.String("kind", string(dec.Kind)), slog.Bool("permanent", dec.Permanent),
-		slog.Int64("seconds_remaining", secondsRemaining(dec)), slog.String("path", l.Path))
+	if m.log.Enabled(r.Context(), slog.LevelDebug) {
+		m.log.LogAttrs(r.Context(), slog.LevelDebug, "defender: locked",
+			slog.String("ip", l.IP.String()), slog.String("username", l.Username),
+			slog.String("kind", string(dec.Kind)), slog.Bool("permanent", dec.Permanent),
+			slog.Int64("seconds_remaining", secondsRemaining(dec)), slog.String("path", l.Path))
+	}
 	p := &m.page
 	h.Set("Cache-Control", "no-store")
 	h.Set(ReasonHeader, "locked")
 	retry := secondsRemaining(dec)
-	if wantsJSON(r) {
-		if !dec.Permanent {
-			h.Set("Retry-After", strconv.FormatInt(retry, 10))
-		}
-		msg := "Too many login attempts. Please try again later."
-		if dec.Permanent {
-			msg = "Too many login attempts. Contact an admin to unlock your account."
-		}
-		writeJSON(w, p.status, map[string]any{
-			"error":       "locked",
-			"message":     msg,
-			"retry_after": retry,
-			"permanent":   dec.Permanent,
-		})
-		return
+	isJSON := wantsJSON(r)
+	if !dec.Permanent {
+		h.Set("Retry-After", strconv.FormatInt(retry, 10))
 	}
-	if p.url != "" {
+	if !isJSON && p.url != "" {
 		code := http.StatusSeeOther
 		if r.Method == http.MethodGet || r.Method == http.MethodHead {
 			code = http.StatusFound
 		}
+		h.Del("Retry-After")
 		h.Set("Location", p.url)
 		w.WriteHeader(code)
 		return
 	}
+	key := renderKey{json: isJSON, permanent: dec.Permanent, secs: retry, cooloff: p.cooloff(dec)}
+	body, ok := p.rendered.get(key)
+	if !ok {
+		body = p.render(r, m.log, key, dec)
+		p.rendered.put(key, body)
+	}
+	if isJSON {
+		h.Set("Content-Type", "application/json")
+		h.Set("X-Content-Type-Options", "nosniff")
+	} else {
+		h.Set("Content-Type", "text/html; charset=utf-8")
+	}
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(p.status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(body)
+	}
+}
+
+// render makes the body of a lockout response.
+func (p *lockoutPage) render(r *http.Request, log *slog.Logger, key renderKey, dec Decision) []byte {
+	if key.json {
+		msg := "Too many login attempts. Please try again later."
+		if dec.Permanent {
+			msg = "Too many login attempts. Contact an admin to unlock your account."
+		}
+		b, _ := json.Marshal(map[string]any{
+			"error":       "locked",
+			"message":     msg,
+			"retry_after": key.secs,
+			"permanent":   dec.Permanent,
+		})
+		return append(b, '\n')
+	}
 	var buf bytes.Buffer
 	if err := p.tmpl.Execute(&buf, p.data(dec)); err != nil {
-		m.log.LogAttrs(r.Context(), slog.LevelError, "defender: lockout template failed; built-in page served",
+		log.LogAttrs(r.Context(), slog.LevelError, "defender: lockout template failed; built-in page served",
 			slog.String("template", p.tmpl.Name()), slog.Any("error", err))
 		buf.Reset()
 		_ = builtinTemplate.Execute(&buf, p.data(dec))
 	}
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Length", strconv.Itoa(buf.Len()))
-	if !dec.Permanent {
-		h.Set("Retry-After", strconv.FormatInt(retry, 10))
-	}
-	w.WriteHeader(p.status)
-	if r.Method != http.MethodHead {
-		_, _ = w.Write(buf.Bytes())
-	}
+	return buf.Bytes()
 }
 
 // ReasonHeader is the response header that names why defender answered a
