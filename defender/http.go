@@ -207,6 +207,7 @@ func (p *protected) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
+	read.apply(r, m.field)
 	settle := context.WithoutCancel(ctx)
 	ww := &watchWriter{w: w, m: m, r: r, l: l, ctx: settle,
 		info: LoginInfo{Username: TrimUsername(l.Username), Canonical: a.Username()}}

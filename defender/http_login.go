@@ -81,6 +81,10 @@ type loginRead struct {
 	tooLarge bool  // the body passed MaxBodyBytes
 	gone     bool  // the body ended early: the client went away
 	refused  error // ErrAmbiguousLogin, wrapped with the detail
+
+	// What apply sets as r.PostForm and r.Form.
+	post, query url.Values
+	setForm     bool
 }
 
 func ambiguous(format string, args ...any) error {
@@ -176,26 +180,35 @@ func (m *Middleware) readLogin(w http.ResponseWriter, r *http.Request) loginRead
 	if len(found) > 1 {
 		return loginRead{refused: ambiguous("the %s field is given %d times", m.field, len(found))}
 	}
-	// The handler's r.FormValue and r.PostFormValue see what was read.
+	read := loginRead{post: post, query: query, setForm: true}
+	if len(found) == 1 {
+		read.username = found[0]
+	}
+	return read
+}
+
+// apply leaves r so that the handler's r.FormValue and r.PostFormValue see
+// what was read (done only for a request that reaches the handler).
+func (lr *loginRead) apply(r *http.Request, field string) {
+	if !lr.setForm {
+		return
+	}
+	post := lr.post
 	if post == nil {
 		post = url.Values{}
 	}
-	form := make(url.Values, len(post)+len(query))
+	form := make(url.Values, len(post)+len(lr.query))
 	for k, v := range post {
 		form[k] = append(form[k], v...)
 	}
-	for k, v := range query {
+	for k, v := range lr.query {
 		form[k] = append(form[k], v...)
 	}
-	if len(found) == 1 {
-		post[m.field] = []string{found[0]}
-		form[m.field] = []string{found[0]}
+	if lr.username != "" || post.Has(field) || lr.query.Has(field) {
+		post[field] = []string{lr.username}
+		form[field] = []string{lr.username}
 	}
 	r.PostForm, r.Form = post, form
-	if len(found) == 0 {
-		return loginRead{}
-	}
-	return loginRead{username: found[0]}
 }
 
 // readCustom prepares r for MiddlewareOptions.GetUsername and calls it.
