@@ -500,6 +500,7 @@ func (d *Defender) reserve(ctx context.Context, a *Attempt) {
 		a.finish(dec)
 		return
 	}
+	d.waitResets(a.st.keys[:n])
 	gen := d.cacheGen()
 	a.st.res = backend.Reservation{
 		Counters: a.st.keys[:n:n],
@@ -741,7 +742,11 @@ func (a *Attempt) record(success, locked bool, fm FailMode) {
 // counts as a failure anywhere. It records the attempt and returns the
 // attempt's decision (Allow). A store error is reported in Decision.Err but
 // does not change the verdict: the password was right. The store calls are
-// made even when ctx is already done: the password was verified.
+// made even when ctx is already done: the password was verified. On a
+// network store the reset (deletes) is made in the background, so that a
+// successful login waits for one store round trip, not two: a later
+// attempt on the same counters in this process waits for it, and a reset
+// that fails is made again until it is made (so Decision.Err stays nil).
 func (a *Attempt) Succeeded(ctx context.Context) Decision {
 	if a.settled {
 		return a.dec
@@ -777,6 +782,13 @@ func (a *Attempt) Succeeded(ctx context.Context) Decision {
 					refund = append(refund, a.st.keys[i])
 				}
 			}
+		}
+		if len(refund) == 0 && a.store == d.store && !d.immediate && !d.guard.open.Load() && d.resetLater(del) {
+			// A network store's reset is made in the background: the
+			// password was right, the login need not wait for it.
+			a.record(true, false, a.dec.FailMode)
+			a.release()
+			return a.dec
 		}
 		var start time.Time
 		if d.metrics != nil {

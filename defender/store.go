@@ -63,7 +63,16 @@ type guard struct {
 	stop      chan struct{}
 	wake      chan struct{} // starts the prober
 	retries   chan retry
+	resets    chan *resetJob
+	pending   sync.Map // counter key -> *resetJob not yet made
 	wg        sync.WaitGroup
+}
+
+// resetJob is a success's reset (deletes of counters) made in the
+// background, off the caller's path.
+type resetJob struct {
+	keys []string
+	done chan struct{}
 }
 
 // retry is a settle to make again: delete keys, or refund them.
@@ -78,10 +87,12 @@ func (d *Defender) startGuard() {
 	g.stop = make(chan struct{})
 	g.wake = make(chan struct{}, 1)
 	g.retries = make(chan retry, retryQueue)
-	g.wg.Add(3)
+	g.resets = make(chan *resetJob, retryQueue)
+	g.wg.Add(4)
 	go d.sampleScheduler()
 	go d.prober()
 	go d.retrier()
+	go d.resetter()
 }
 
 // stopGuard stops them and waits.
@@ -353,6 +364,96 @@ func (d *Defender) retrier() {
 			case <-t.C:
 			}
 			backoff = min(2*backoff, maxRetryBackoff)
+		}
+	}
+}
+
+// resetLater queues the deletes of a success's reset, to be made in the
+// background (network stores): the caller does not wait for a second round
+// trip. It reports false when the queue is full (then the caller makes
+// them). Until a reset is made, a reservation of the same counter in this
+// process waits for it (see waitResets), so that resets and later attempts
+// are made in the order they happened.
+func (d *Defender) resetLater(keys []string) bool {
+	job := &resetJob{keys: make([]string, len(keys)), done: make(chan struct{})}
+	for i, k := range keys {
+		job.keys[i] = string([]byte(k))
+	}
+	for _, k := range job.keys {
+		d.guard.pending.Store(k, job)
+	}
+	select {
+	case d.guard.resets <- job:
+		return true
+	default:
+		for _, k := range job.keys {
+			d.guard.pending.CompareAndDelete(k, job)
+		}
+		return false
+	}
+}
+
+// waitResets waits for the resets not yet made of the counters keys.
+func (d *Defender) waitResets(keys []string) {
+	if d.guard.resets == nil {
+		return
+	}
+	for _, k := range keys {
+		if v, ok := d.guard.pending.Load(k); ok {
+			<-v.(*resetJob).done
+		}
+	}
+}
+
+// resetter makes the queued resets, several in one call.
+func (d *Defender) resetter() {
+	defer d.guard.wg.Done()
+	g := &d.guard
+	var batch []*resetJob
+	var keys []string
+	run := func() {
+		keys = keys[:0]
+		for _, j := range batch {
+			keys = append(keys, j.keys...)
+		}
+		err := d.call(context.Background(), "settle", d.now(), func(sctx context.Context) error {
+			return d.store.Delete(sctx, keys...)
+		})
+		if err != nil {
+			d.retryLater(keys, nil)
+		}
+		for _, j := range batch {
+			for _, k := range j.keys {
+				g.pending.CompareAndDelete(k, j)
+			}
+			close(j.done)
+		}
+		batch = batch[:0]
+	}
+	for {
+		select {
+		case j := <-g.resets:
+			batch = append(batch, j)
+		more:
+			for len(batch) < 64 {
+				select {
+				case j := <-g.resets:
+					batch = append(batch, j)
+				default:
+					break more
+				}
+			}
+			run()
+		case <-g.stop:
+			for {
+				select {
+				case j := <-g.resets:
+					batch = append(batch, j)
+					run()
+				default:
+					return
+				}
+			}
 		}
 	}
 }

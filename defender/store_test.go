@@ -177,8 +177,8 @@ func TestSuccessResetRetried(t *testing.T) {
 			t.Fatalf("success %d: %+v", i, a.Decision())
 		}
 		b.down.Store(true) // the reset is lost
-		if dec := a.Succeeded(ctx); dec.Err == nil {
-			t.Fatalf("reset with the store down: %+v", dec)
+		if dec := a.Succeeded(ctx); !dec.Allowed() {
+			t.Fatalf("success with the store down: %+v", dec)
 		}
 		b.down.Store(false)
 		waitRecovered(t, d)
@@ -194,5 +194,48 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// gatedDelete is a network-like store whose Delete waits for a gate.
+type gatedDelete struct {
+	*network
+	gate chan struct{}
+}
+
+func (g *gatedDelete) Delete(ctx context.Context, keys ...string) error {
+	<-g.gate
+	return g.network.Delete(ctx, keys...)
+}
+
+// TestResetInOrder: a success's reset, made in the background, never
+// erases a failure that came after it in this process: the next attempt on
+// the same counters waits for the reset.
+func TestResetInOrder(t *testing.T) {
+	st, _ := memory.New(nil)
+	defer st.Close()
+	g := &gatedDelete{network: &network{Backend: st}, gate: make(chan struct{})}
+	d, err := New(g, DefaultConfig(), &Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	l := login("192.0.2.1", "alice")
+	d.Attempt(ctx, l).Failed(ctx)
+	d.Attempt(ctx, l).Succeeded(ctx) // its reset waits at the gate
+	done := make(chan struct{})
+	go func() {
+		d.Attempt(ctx, l).Failed(ctx) // must come after the reset
+		close(done)
+	}()
+	select {
+	case <-done:
+		t.Fatal("an attempt overtook the reset of the success before it")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(g.gate)
+	<-done
+	if n := counter(t, d, identity{kind: KindUsername, username: "alice"}); n != 1 {
+		t.Fatalf("alice's counter %d, want 1: the failure after the success", n)
 	}
 }

@@ -137,6 +137,21 @@ func defenderPeers(d *defender.Defender) []peer {
 				return nil
 			}
 		}},
+		{"defender-mixed", func() check {
+			ls := logins()
+			return func(i int) error {
+				a := d.Attempt(ctx, ls[i%keys])
+				if dec := a.Decision(); !dec.Allowed() {
+					return fmt.Errorf("defender attempt refused: %+v", dec)
+				}
+				if i%2 == 0 {
+					a.Succeeded(ctx)
+				} else {
+					a.Failed(ctx)
+				}
+				return nil
+			}
+		}},
 		{"defender-check", func() check {
 			ls := logins()
 			return func(i int) error {
