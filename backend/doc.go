@@ -12,7 +12,14 @@
 // contract: Reserver checks blocks and counts an attempt at once, Blocker
 // escalates and sets a block at once. The package functions Reserve and Block
 // use them when present and fall back to the core methods otherwise, with the
-// same semantics.
+// same semantics. A conditional block (BlockRequest.IfAbsent) changes nothing
+// when a block is already there, so that attempts racing past a limit
+// escalate once.
+//
+// Two optional interfaces describe a store to the engine: Immediate (calls
+// never wait for I/O: no per-call deadline) and KeyBorrower (the store never
+// keeps a caller's key string: the engine may lend keys built in a reused
+// buffer).
 //
 // Notifier is an optional interface of another kind: a store shared by
 // several processes announces changed keys (an unblock) to all of them, so

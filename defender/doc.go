@@ -9,6 +9,7 @@
 // An application calls the engine around its own password check:
 //
 //	a := d.Attempt(ctx, defender.Login{IP: d.ClientIP(r), Username: name})
+//	user := users[a.Username()] // look the user up by the canonical name
 //	if !a.Decision().Allowed() {
 //		// locked (429) or store down with fail mode closed (503)
 //	}
@@ -39,6 +40,16 @@
 // response: 429 with Retry-After, a redirect to LockoutURL, a template, or
 // JSON for clients that ask for it. ClientIP applies the proxy settings.
 //
+// The middleware reads the login once and hands it to the handler: the
+// handler takes the username from LoginFrom and never parses it again, so
+// that the name it authenticates is the name that was counted. A request
+// whose username cannot be told for certain (the field twice, under a case
+// variant of its name, as a non-string, in a body of another media type)
+// is refused before any password check (ErrAmbiguousLogin), and counted.
+// Optional verification admission control (Config.VerifyConcurrency,
+// Attempt.Admit) sheds password checks past a bound instead of letting them
+// starve the site.
+//
 // # Identities
 //
 // The client IP comes from the socket peer, or, behind trusted proxies only,
@@ -64,17 +75,27 @@
 //
 // The engine keeps nothing itself: counters and blocks live in a
 // backend.Backend (memory, bolt, redis, memcached, or your own, checked by
-// the conformance package). Every store call has a deadline
-// (StoreTimeout); when the store fails, FailMode decides: closed (503, the
+// the conformance package). Every store call has a deadline: StoreTimeout
+// of the store's own time plus the process's current scheduling delay, so
+// that a CPU saturated by password hashing is not taken for a store outage.
+// Store calls are detached from the caller's cancellation: a client that
+// goes away abandons its attempt (Abandoned, reservation refunded), it never
+// makes an outage. When the store fails, FailMode decides: closed (503, the
 // default), open (proceed, flagged in the audit record) or local (an
-// in-process store until the shared one answers). Failures and recoveries
-// fire events, logs and metrics.
+// in-process store until the shared one answers); a circuit breaker then
+// answers at once until a probe finds the store back. Failures and
+// recoveries fire events, logs and metrics. Over a network store, blocks
+// seen are kept in a bounded near-cache (BlockCacheTTL), so that a flood
+// from a blocked client costs no store round trip; unblocks are announced
+// to other processes on stores that implement backend.Notifier.
 //
 // # Events, audit, metrics
 //
 // Hooks (Options.Hooks, OnEvent) receive events on real transitions only:
 // blocks, admin unblocks, store failure and recovery; they run off the login
 // path. Every decided attempt is sent to Options.Audit (see package
-// auditlog) when StoreAccessAttempts is set. Options.Metrics receives
+// auditlog) when StoreAccessAttempts is set; locked attempts of one
+// identity are coalesced into one record per AuditCoalesceWindow, with a
+// count. Options.Metrics receives
 // counters and store latencies (see package metrics/prometheus).
 package defender

@@ -34,9 +34,10 @@ func get(h http.Handler, path string) *http.Response {
 	return w.Result()
 }
 
-// Protecting a login handler on the standard ServeMux. The handler knows
-// nothing about defender: a POST answered with a redirect is a successful
-// login, anything else a failure.
+// Protecting a login handler on the standard ServeMux. The handler takes
+// the username the middleware read and counted (LoginFrom), looks the user
+// up by its canonical form, and reads only the password itself. A POST
+// answered with a redirect is a successful login, anything else a failure.
 func ExampleMiddleware_Wrap() {
 	store, err := memory.New(nil)
 	if err != nil {
@@ -53,8 +54,10 @@ func ExampleMiddleware_Wrap() {
 		panic(err)
 	}
 
+	passwords := map[string]string{"alice": "secret"} // keyed by canonical username
 	login := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && r.FormValue("username") == "alice" && r.FormValue("password") == "secret" {
+		info, ok := defender.LoginFrom(r) // ok for the POSTs the middleware counted
+		if ok && passwords[info.Canonical] == r.PostFormValue("password") && r.PostFormValue("password") != "" {
 			http.Redirect(w, r, "/", http.StatusSeeOther)
 			return
 		}
@@ -125,13 +128,14 @@ func ExampleMiddleware_Wrap_jsonAPI() {
 	}
 
 	token := m.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var creds struct{ Username, Password string }
+		info, _ := defender.LoginFrom(r) // the username the middleware counted
+		var creds struct{ Password string }
 		if err := json.NewDecoder(r.Body).Decode(&creds); err != nil { // the body was restored for us
 			http.Error(w, `{"error":"bad request"}`, http.StatusBadRequest)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		if creds.Username != "alice" || creds.Password != "secret" {
+		if info.Canonical != "alice" || creds.Password != "secret" {
 			w.WriteHeader(http.StatusUnauthorized)
 			fmt.Fprint(w, `{"error":"invalid credentials"}`)
 			return
@@ -168,6 +172,7 @@ func ExampleMiddleware_BasicAuth() {
 	m, _ := defender.NewMiddleware(d, nil)
 
 	verify := func(ctx context.Context, username, password string) bool {
+		// username is canonical: "Alice" and "ALICE" arrive as "alice".
 		return username == "alice" && password == "secret" // use a constant-time hash compare in real code
 	}
 	api := m.BasicAuth("api", verify)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -257,4 +262,61 @@ func ExampleReportFailure() {
 	// 303
 	// 429
 	// 429
+}
+
+// The handler takes the username from LoginFrom: the one the middleware
+// read once and counted. A request that names it ambiguously (twice, in
+// another case, as a non-string) is refused before the handler runs.
+func ExampleLoginFrom() {
+	store, _ := memory.New(nil)
+	defer store.Close()
+	d, _ := defender.New(store, defender.DefaultConfig(), nil)
+	defer d.Close()
+	m, _ := defender.NewMiddleware(d, nil)
+	h := m.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		info, _ := defender.LoginFrom(r)
+		fmt.Printf("handler: typed %q, look up %q\n", info.Username, info.Canonical)
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	send := func(body string) {
+		r := httptest.NewRequest("POST", "/login", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		r.RemoteAddr = "192.0.2.1:5000"
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		fmt.Println(strings.TrimSpace(fmt.Sprint(w.Code, " ", w.Header().Get(defender.ReasonHeader))))
+	}
+	send(`{"username":" ALİCE ","password":"x"}`)
+	send(`{"username":"alice","password":"x","USERNAME":"decoy"}`)
+	// Output:
+	// handler: typed "ALİCE", look up "alice"
+	// 401
+	// 400 refused
+}
+
+// Verification admission control: at most VerifyConcurrency password
+// checks run at once; past the queue, a login is shed (503, Retry-After)
+// without being counted.
+func ExampleAttempt_Admit() {
+	store, _ := memory.New(nil)
+	defer store.Close()
+	cfg := defender.DefaultConfig()
+	cfg.VerifyConcurrency, cfg.VerifyQueue, cfg.VerifyQueueTimeout = 1, 1, 0
+	d, _ := defender.New(store, cfg, nil)
+	defer d.Close()
+	ctx := context.Background()
+
+	a := d.Attempt(ctx, defender.Login{Username: "alice"})
+	release, ok := a.Admit(ctx) // the one slot
+	fmt.Println("alice admitted:", ok)
+
+	b := d.Attempt(ctx, defender.Login{Username: "bob"})
+	if _, ok := b.Admit(ctx); !ok {
+		fmt.Println("bob:", b.Decision().Verdict, "retry after", b.Decision().RetryAfter)
+	}
+	a.Failed(ctx)
+	release()
+	// Output:
+	// alice admitted: true
+	// bob: shed retry after 1s
 }

@@ -117,3 +117,29 @@ func ExampleDefender_OnEvent() {
 	// Output:
 	// ip_blocked 2001:db8::/64 2
 }
+
+// AttemptInto settles an attempt held in a variable of the caller: the
+// allocation-free form of Attempt, for hot paths.
+func ExampleDefender_AttemptInto() {
+	store, _ := memory.New(nil)
+	defer store.Close()
+	d, _ := defender.New(store, defender.DefaultConfig(), nil)
+	defer d.Close()
+	ctx := context.Background()
+
+	var a defender.Attempt
+	for i := 0; i < 5; i++ {
+		d.AttemptInto(ctx, defender.Login{Username: "alice"}, &a)
+		if !a.Decision().Allowed() {
+			fmt.Println(i+1, a.Decision().Verdict)
+			continue
+		}
+		fmt.Println(i+1, a.Failed(ctx).Verdict) // the password was wrong
+	}
+	// Output:
+	// 1 allow
+	// 2 allow
+	// 3 allow
+	// 4 locked
+	// 5 locked
+}
