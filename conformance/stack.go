@@ -30,6 +30,7 @@ func (s *suite) newStack(t tb, lockouts ...time.Duration) *stack {
 	cfg.LockoutCooloffTimes = lockouts
 	cfg.StoreAccessAttempts = false
 	cfg.StoreTimeout = 10 * time.Second // a loaded test machine must not trip the fail mode
+	cfg.BlockCacheTTL = 0               // every answer from the backend under test, not the engine's cache
 	d, err := defender.New(b, cfg, &defender.Options{Now: s.now, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatalf("defender.New: %v", err)
