@@ -40,6 +40,8 @@ const (
 	schedFactor       = 4
 	maxSchedAllowance = 2 * time.Second
 	probeEvery        = 100 * time.Millisecond
+	maxProbesPerRound = 128 // a dead pooled connection fails one probe each
+	maxProbesInFlight = 8
 	retryQueue        = 4096
 	maxRetryBackoff   = time.Second
 )
@@ -167,6 +169,11 @@ func (d *Defender) observe(op string, start time.Time, gen uint64, err error) {
 		}
 		return
 	}
+	if gen != d.health.Load() {
+		// A call that began before the last transition (before the
+		// outage was seen, or before the recovery): stale news.
+		return
+	}
 	if !d.immediate && d.guard.open.CompareAndSwap(false, true) {
 		select {
 		case d.guard.wake <- struct{}{}:
@@ -185,11 +192,17 @@ func (d *Defender) observing(gen uint64, err error) bool {
 	return d.metrics != nil || err != nil || gen%2 == 1
 }
 
-// prober closes the breaker once the store answers again.
+// prober closes the breaker once the store answers again. While the
+// breaker is open it starts a probe round every probeEvery, without waiting
+// for rounds still in flight (up to maxProbesInFlight): a round against a
+// store that does not answer lasts a deadline, and the store's return must
+// be noticed within a probe interval, not a deadline.
 func (d *Defender) prober() {
 	defer d.guard.wg.Done()
 	g := &d.guard
-	probe := []string{d.prefix + ":probe"}
+	var rounds sync.WaitGroup
+	defer rounds.Wait()
+	var inFlight atomic.Int64
 	for {
 		select {
 		case <-g.stop:
@@ -197,6 +210,15 @@ func (d *Defender) prober() {
 		case <-g.wake:
 		}
 		for g.open.Load() {
+			if inFlight.Load() < maxProbesInFlight {
+				inFlight.Add(1)
+				rounds.Add(1)
+				go func() {
+					defer rounds.Done()
+					defer inFlight.Add(-1)
+					d.probeRound()
+				}()
+			}
 			t := time.NewTimer(probeEvery)
 			select {
 			case <-g.stop:
@@ -204,17 +226,31 @@ func (d *Defender) prober() {
 				return
 			case <-t.C:
 			}
-			gen := d.health.Load()
-			start := d.now()
-			sctx, cancel := context.WithTimeout(context.Background(), d.deadline())
-			_, err := d.store.Get(sctx, probe)
-			cancel()
-			if !isOutage(err) {
-				g.open.Store(false)
-			}
-			d.observe("probe", start, gen, err)
 		}
 	}
+}
+
+// probeRound probes the store back to back while probes fail fast (a
+// client's pool may hold a dead connection per slot, each failing once),
+// within one deadline, and closes the breaker at the first answer.
+func (d *Defender) probeRound() {
+	probe := []string{d.prefix + ":probe"}
+	gen := d.health.Load()
+	start := d.now()
+	round := time.Now().Add(d.deadline())
+	var err error
+	for try := 0; try < maxProbesPerRound; try++ {
+		sctx, cancel := context.WithDeadline(context.Background(), round)
+		_, err = d.store.Get(sctx, probe)
+		cancel()
+		if !isOutage(err) || !time.Now().Before(round) {
+			break
+		}
+	}
+	if !isOutage(err) {
+		d.guard.open.Store(false)
+	}
+	d.observe("probe", start, gen, err)
 }
 
 // sampleScheduler keeps the deadline's scheduling allowance current.

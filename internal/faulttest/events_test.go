@@ -38,7 +38,15 @@ func TestStoreEventsOnePairPerOutage(t *testing.T) {
 	k.cut()
 	time.Sleep(300 * time.Millisecond)
 	k.restore()
-	time.Sleep(300 * time.Millisecond)
+	back := time.Now()
+	for rec.count(defender.EventStoreRecovered) == 0 { // the breaker's prober notices
+		if time.Since(back) > 5*time.Second {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Logf("recovery noticed %v after the store came back", time.Since(back).Round(time.Millisecond))
+	time.Sleep(100 * time.Millisecond) // logins go on after the recovery
 	stop.Store(true)
 	wg.Wait()
 	d.Close()

@@ -35,7 +35,9 @@ func waitRecovered(t testing.TB, d *defender.Defender, worst *maxDur) int {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		start := time.Now()
-		dec := d.Check(ctxBG, defender.Login{IP: netip.MustParseAddr("203.0.113.99")})
+		// A username too, so that the check reaches the store in every
+		// lockout mode.
+		dec := d.Check(ctxBG, defender.Login{IP: netip.MustParseAddr("203.0.113.99"), Username: "probe-user"})
 		worst.add(time.Since(start))
 		if dec.FailMode == "" {
 			return n
@@ -55,7 +57,7 @@ func warmUp(t testing.TB, d *defender.Defender) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		dec := d.Check(ctxBG, defender.Login{IP: netip.MustParseAddr("203.0.113.1")})
+		dec := d.Check(ctxBG, defender.Login{IP: netip.MustParseAddr("203.0.113.1"), Username: "probe-user"})
 		if dec.FailMode == "" {
 			return
 		}

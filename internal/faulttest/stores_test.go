@@ -288,6 +288,7 @@ func (r *recorder) failModeCount(m defender.FailMode) int64 { return counter(&r.
 func newDefender(t testing.TB, store backend.Backend, cfg defender.Config) (*defender.Defender, *recorder) {
 	t.Helper()
 	rec := &recorder{}
+	cfg.AuditCoalesceWindow = 0 // one audit record per attempt: the tests count them
 	d, err := defender.New(store, cfg, &defender.Options{Hooks: []defender.Hook{rec.hook}, Metrics: rec, Audit: rec, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
