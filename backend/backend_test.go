@@ -150,6 +150,38 @@ func TestBlockFallback(t *testing.T) {
 	}
 }
 
+// TestBlockFallbackIfAbsent: the fallback's conditional block reads the
+// block first and changes nothing when one is there.
+func TestBlockFallbackIfAbsent(t *testing.T) {
+	s := newMap()
+	req := backend.BlockRequest{BlockKey: "b", Value: []byte("v"), CounterKey: "c", LockoutsKey: "n",
+		Window: time.Hour, Durations: []time.Duration{time.Minute}, IfAbsent: true}
+	res, err := backend.Block(ctx, s, req)
+	if err != nil || res.Existing || res.Lockouts != 1 {
+		t.Fatalf("no block yet: %+v %v", res, err)
+	}
+	s.Incr(ctx, []string{"c"}, 5, time.Minute)
+	res, err = backend.Block(ctx, s, req)
+	if err != nil || !res.Existing || res.Duration != time.Minute || string(s.m["c"]) != "5" {
+		t.Fatalf("over a block: %+v %v; counter %q", res, err, s.m["c"])
+	}
+	s.calls, s.fail = 0, 0
+	if _, err := backend.Block(ctx, s, req); !errors.Is(err, errDown) {
+		t.Fatalf("a failing read: %v", err)
+	}
+}
+
+// borrower is a Backend that says it borrows keys.
+type borrower struct{ *mapStore }
+
+func (borrower) BorrowsKeys() bool { return true }
+
+func TestBorrowsKeys(t *testing.T) {
+	if backend.BorrowsKeys(newMap()) || !backend.BorrowsKeys(borrower{newMap()}) {
+		t.Fatal("BorrowsKeys")
+	}
+}
+
 func TestEscalate(t *testing.T) {
 	ds := []time.Duration{1, 2, 3}
 	for n, want := range map[int64]time.Duration{-1: 1, 0: 1, 1: 1, 2: 2, 3: 3, 4: 3, 100: 3} {

@@ -77,8 +77,15 @@ func TestMethods(t *testing.T) {
 	m.StoreCall("scan", time.Millisecond, errors.New("down"))
 	m.FailMode(defender.FailOpen)
 	m.FailMode("weird")
+	m.BlockCacheAnswer(defender.KindUsername)
+	m.BlockCacheAnswer("weird") // not a fixed value: not counted
+	m.Attempt("shed")
 	text := scrape(t, reg)
 	expect(t, text,
+		`defender_block_cache_answers_total{kind="username"} 1`,
+		`defender_block_cache_answers_total{kind="ip"} 0`,
+		`defender_attempts_total{outcome="shed"} 1`,
+		`defender_attempts_total{outcome="abandoned"} 0`,
 		`defender_attempts_total{outcome="success"} 1`,
 		`defender_attempts_total{outcome="failure"} 2`,
 		`defender_attempts_total{outcome="locked"} 0`,
