@@ -11,20 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-defender/defender/auditlog"
 	"github.com/go-defender/defender/backend/memory"
 )
-
-type auditSpy struct {
-	mu   sync.Mutex
-	recs []auditlog.Record
-}
-
-func (a *auditSpy) Record(r auditlog.Record) {
-	a.mu.Lock()
-	a.recs = append(a.recs, r)
-	a.mu.Unlock()
-}
 
 // TestAdmission: past VerifyConcurrency running checks and VerifyQueue
 // waiting ones, a login is shed at once: 503 with Retry-After and
@@ -36,7 +24,7 @@ func TestAdmission(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.VerifyConcurrency, cfg.VerifyQueue, cfg.VerifyQueueTimeout = 1, 1, time.Hour
 	cfg.AuditCoalesceWindow = 0
-	spy := &auditSpy{}
+	spy := &recorder{}
 	d, err := New(st, cfg, &Options{Logger: slog.New(slog.DiscardHandler), Audit: spy})
 	if err != nil {
 		t.Fatal(err)
@@ -92,16 +80,15 @@ func TestAdmission(t *testing.T) {
 	if counter(t, d, c) != 0 || counter(t, d, cip) != 0 {
 		t.Fatalf("a shed login was counted: %d %d", counter(t, d, c), counter(t, d, cip))
 	}
-	spy.mu.Lock()
 	shed := 0
-	for _, r := range spy.recs {
+	recs := spy.all()
+	for _, r := range recs {
 		if r.Refused == "shed" && r.Username == "c" && !r.Locked && !r.Success {
 			shed++
 		}
 	}
-	spy.mu.Unlock()
 	if shed != 1 {
-		t.Fatalf("records %+v: want the shed login recorded as shed", spy.recs)
+		t.Fatalf("records %+v: want the shed login recorded as shed", recs)
 	}
 }
 
