@@ -248,6 +248,21 @@ func (d *Defender) probeRound() {
 		}
 	}
 	if !isOutage(err) {
+		// Confirm with a second probe a moment later: a store going
+		// away may still answer once on a connection it has not closed
+		// yet, and one answer must not make the breaker flap.
+		t := time.NewTimer(probeEvery / 2)
+		select {
+		case <-d.guard.stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), d.deadline())
+		_, err = d.store.Get(sctx, probe)
+		cancel()
+	}
+	if !isOutage(err) {
 		d.guard.open.Store(false)
 	}
 	d.observe("probe", start, gen, err)
