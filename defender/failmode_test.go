@@ -109,6 +109,7 @@ func TestFailClosed(t *testing.T) {
 	if dec.Verdict != Unavailable || dec.FailMode != FailClosed || !errors.Is(dec.Err, backend.ErrUnavailable) {
 		t.Fatalf("closed: %+v", dec)
 	}
+	waitOpen(t, d) // the prober confirmed the failure
 	if got := a.Failed(ctx); got.Verdict != Unavailable {
 		t.Fatal("settling an unavailable attempt changed it")
 	}
@@ -335,4 +336,11 @@ func waitRecovered(t *testing.T, d *Defender) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// waitOpen waits until the prober has confirmed a failure and opened the
+// breaker.
+func waitOpen(t *testing.T, d *Defender) {
+	t.Helper()
+	waitFor(t, "the breaker to open", d.guard.open.Load)
 }

@@ -35,8 +35,8 @@ import (
 //     the counters it resets have expired, so that reservations never add
 //     up to a lockout of a user who never failed.
 const (
-	schedSampleEvery  = 25 * time.Millisecond
-	schedWindow       = 8 // samples the allowance looks back on
+	schedSampleEvery  = 10 * time.Millisecond
+	schedWindow       = 25 // samples the allowance looks back on
 	schedFactor       = 4
 	maxSchedAllowance = 2 * time.Second
 	probeEvery        = 100 * time.Millisecond
@@ -61,7 +61,7 @@ func isOutage(err error) bool {
 type guard struct {
 	allowance atomic.Int64 // nanoseconds added to StoreTimeout
 	open      atomic.Bool  // the breaker
-	probing   atomic.Bool
+	suspect   atomic.Bool  // a failure was seen: the prober is confirming it
 	stop      chan struct{}
 	wake      chan struct{} // starts the prober
 	retries   chan retry
@@ -174,15 +174,17 @@ func (d *Defender) observe(op string, start time.Time, gen uint64, err error) {
 		// outage was seen, or before the recovery): stale news.
 		return
 	}
-	if !d.immediate && d.guard.open.CompareAndSwap(false, true) {
+	if gen%2 == 0 && d.health.CompareAndSwap(gen, gen+1) {
+		d.log.Error("defender: store failed", "op", op, "err", err, "fail_mode", string(d.cfg.FailMode))
+		d.emit(Event{Kind: EventStoreFailed, Err: err})
+	}
+	if !d.immediate && !d.guard.open.Load() && d.guard.suspect.CompareAndSwap(false, true) {
+		// Confirm before failing fast: the prober asks the store at
+		// once, and opens the breaker only if it does not answer.
 		select {
 		case d.guard.wake <- struct{}{}:
 		default:
 		}
-	}
-	if gen%2 == 0 && d.health.CompareAndSwap(gen, gen+1) {
-		d.log.Error("defender: store failed", "op", op, "err", err, "fail_mode", string(d.cfg.FailMode))
-		d.emit(Event{Kind: EventStoreFailed, Err: err})
 	}
 }
 
@@ -192,11 +194,14 @@ func (d *Defender) observing(gen uint64, err error) bool {
 	return d.metrics != nil || err != nil || gen%2 == 1
 }
 
-// prober closes the breaker once the store answers again. While the
-// breaker is open it starts a probe round every probeEvery, without waiting
-// for rounds still in flight (up to maxProbesInFlight): a round against a
-// store that does not answer lasts a deadline, and the store's return must
-// be noticed within a probe interval, not a deadline.
+// prober confirms a failure before the breaker opens, and closes the
+// breaker once the store answers again. A failure is confirmed by one probe
+// round: a store that answers it was only slow once (or the process was),
+// and calls go on without the breaker. While the breaker is open the prober
+// starts a probe round every probeEvery, without waiting for rounds still in
+// flight (up to maxProbesInFlight): a round against a store that does not
+// answer lasts a deadline, and the store's return must be noticed within a
+// probe interval, not a deadline.
 func (d *Defender) prober() {
 	defer d.guard.wg.Done()
 	g := &d.guard
@@ -209,6 +214,17 @@ func (d *Defender) prober() {
 			return
 		case <-g.wake:
 		}
+		if !g.open.Load() {
+			gen, start, err := d.probeRound()
+			if err == nil {
+				g.suspect.Store(false)
+				d.observe("probe", start, gen, nil)
+				continue
+			}
+			g.open.Store(true)
+			g.suspect.Store(false)
+			d.observe("probe", start, gen, err)
+		}
 		for g.open.Load() {
 			if inFlight.Load() < maxProbesInFlight {
 				inFlight.Add(1)
@@ -216,7 +232,14 @@ func (d *Defender) prober() {
 				go func() {
 					defer rounds.Done()
 					defer inFlight.Add(-1)
-					d.probeRound()
+					gen, start, err := d.probeRound()
+					if err == nil {
+						err = d.confirmProbe()
+					}
+					if err == nil {
+						g.open.Store(false)
+					}
+					d.observe("probe", start, gen, err)
 				}()
 			}
 			t := time.NewTimer(probeEvery)
@@ -232,40 +255,66 @@ func (d *Defender) prober() {
 
 // probeRound probes the store back to back while probes fail fast (a
 // client's pool may hold a dead connection per slot, each failing once),
-// within one deadline, and closes the breaker at the first answer.
-func (d *Defender) probeRound() {
+// within one deadline; it returns the health generation and the time it
+// began with, and its error (nil: the store answered; only outage errors
+// count).
+func (d *Defender) probeRound() (gen uint64, start time.Time, err error) {
 	probe := []string{d.prefix + ":probe"}
-	gen := d.health.Load()
-	start := d.now()
+	gen = d.health.Load()
+	start = d.now()
 	round := time.Now().Add(d.deadline())
-	var err error
 	for try := 0; try < maxProbesPerRound; try++ {
-		sctx, cancel := context.WithDeadline(context.Background(), round)
-		_, err = d.store.Get(sctx, probe)
-		cancel()
+		err = d.probe(probe, round)
 		if !isOutage(err) || !time.Now().Before(round) {
 			break
 		}
 	}
 	if !isOutage(err) {
-		// Confirm with a second probe a moment later: a store going
-		// away may still answer once on a connection it has not closed
-		// yet, and one answer must not make the breaker flap.
-		t := time.NewTimer(probeEvery / 2)
-		select {
-		case <-d.guard.stop:
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		sctx, cancel := context.WithTimeout(context.Background(), d.deadline())
-		_, err = d.store.Get(sctx, probe)
-		cancel()
+		err = nil
 	}
+	return gen, start, err
+}
+
+// confirmProbe asks once more, a moment after a probe was answered: a store
+// going away may still answer once on a connection it has not closed yet,
+// and one answer must not make the breaker flap.
+func (d *Defender) confirmProbe() error {
+	t := time.NewTimer(probeEvery / 2)
+	select {
+	case <-d.guard.stop:
+		t.Stop()
+		return errCircuitOpen
+	case <-t.C:
+	}
+	err := d.probe([]string{d.prefix + ":probe"}, time.Now().Add(d.deadline()))
 	if !isOutage(err) {
-		d.guard.open.Store(false)
+		return nil
 	}
-	d.observe("probe", start, gen, err)
+	return err
+}
+
+// probe reads key from the store by deadline. A client that does not
+// honour the deadline (a cluster client reloading its state, say) does not
+// hold the prober: the probe counts as failed at the deadline, and the call
+// ends on its own.
+func (d *Defender) probe(keys []string, deadline time.Time) error {
+	done := make(chan error, 1)
+	d.guard.wg.Add(1)
+	go func() {
+		defer d.guard.wg.Done()
+		sctx, cancel := context.WithDeadline(context.Background(), deadline)
+		_, err := d.store.Get(sctx, keys)
+		cancel()
+		done <- err
+	}()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return fmt.Errorf("defender: probe: %w", context.DeadlineExceeded)
+	}
 }
 
 // sampleScheduler keeps the deadline's scheduling allowance current.

@@ -2,6 +2,7 @@ package defender
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"math"
 	"runtime"
@@ -145,7 +146,7 @@ func TestBreaker(t *testing.T) {
 	if dec := d.Attempt(ctx, login("192.0.2.1", "u")).Decision(); dec.Verdict != Unavailable {
 		t.Fatalf("%+v", dec)
 	}
-	waitFor(t, "the prober's first probe", func() bool { return b.calls.Load() >= 2 })
+	waitOpen(t, d) // the prober's probe did not answer either
 	probes := b.calls.Load()
 	for i := 0; i < 20; i++ {
 		if dec := d.Attempt(ctx, login("192.0.2.1", "u")).Decision(); dec.Verdict != Unavailable || dec.Err != errCircuitOpen {
@@ -237,5 +238,49 @@ func TestResetInOrder(t *testing.T) {
 	<-done
 	if n := counter(t, d, identity{kind: KindUsername, username: "alice"}); n != 1 {
 		t.Fatalf("alice's counter %d, want 1: the failure after the success", n)
+	}
+}
+
+// failOnce is a network-like store whose next call fails.
+type failOnce struct {
+	*network
+	fail atomic.Bool
+}
+
+func (f *failOnce) Reserve(ctx context.Context, r *backend.Reservation) error {
+	if f.fail.CompareAndSwap(true, false) {
+		return fmt.Errorf("once: %w", backend.ErrUnavailable)
+	}
+	return f.network.Reserve(ctx, r)
+}
+
+// TestBreakerConfirms: one failed call is not an outage until a probe
+// confirms it: when the store answers the probe, the breaker stays closed
+// and the next logins go to the store.
+func TestBreakerConfirms(t *testing.T) {
+	st, _ := memory.New(nil)
+	defer st.Close()
+	f := &failOnce{network: &network{Backend: st}}
+	var evs []EventKind
+	var mu sync.Mutex
+	d, err := New(f, DefaultConfig(), &Options{Logger: slog.New(slog.DiscardHandler),
+		Hooks: []Hook{func(ev Event) { mu.Lock(); evs = append(evs, ev.Kind); mu.Unlock() }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.fail.Store(true)
+	if dec := d.Attempt(ctx, login("192.0.2.1", "u")).Decision(); dec.Verdict != Unavailable {
+		t.Fatalf("the failed call: %+v", dec)
+	}
+	waitFor(t, "the probe", func() bool { return !d.guard.suspect.Load() })
+	if d.guard.open.Load() {
+		t.Fatal("one failure opened the breaker although the store answered the probe")
+	}
+	if dec := d.Attempt(ctx, login("192.0.2.1", "u")).Decision(); !dec.Allowed() {
+		t.Fatalf("after the probe: %+v", dec)
+	}
+	d.Close()
+	if fmt.Sprint(evs) != "[store_failed store_recovered]" {
+		t.Fatalf("events %v", evs)
 	}
 }

@@ -11,8 +11,9 @@ import (
 )
 
 // TestOutageTimings: a store that stops answering (requests swallowed)
-// costs the first login the deadline; the breaker then answers every later
-// login at once, without a store call, until a probe finds the store back,
+// costs the first login the deadline; once a probe has confirmed the
+// failure (one more deadline), the breaker answers every later login at
+// once, without a store call, until a probe finds the store back,
 // which is noticed within a probe interval plus a round trip. And a user
 // who succeeds while the store is away is not left with a reservation: the
 // reset is made once the store is back.
@@ -43,6 +44,20 @@ func TestOutageTimings(t *testing.T) {
 			if firstTook > storeTimeout+margin {
 				t.Errorf("the first login took %v, bound %v", firstTook, storeTimeout+margin)
 			}
+			// The prober confirms the failure (one probe round, a
+			// deadline), then the breaker answers at once.
+			confirmed := time.Now()
+			for i := 0; ; i++ {
+				s := time.Now()
+				d.Attempt(ctxBG, ip(100+i%50))
+				if time.Since(s) < storeTimeout/2 {
+					break
+				}
+				if time.Since(confirmed) > 5*time.Second {
+					t.Fatal("the breaker never answered at once")
+				}
+			}
+			failFast := time.Since(start)
 			var later []time.Duration
 			for i := 0; i < 50; i++ {
 				s := time.Now()
@@ -73,8 +88,8 @@ func TestOutageTimings(t *testing.T) {
 			if recovered > time.Second {
 				t.Errorf("recovery noticed after %v, want within 1s", recovered)
 			}
-			t.Logf("%s: first login in the outage %v (deadline %v); 50 later ones p50 %v, max %v; recovery noticed %v after the store came back",
-				k.name, firstTook.Round(time.Millisecond), storeTimeout, later[len(later)/2], later[len(later)-1], recovered.Round(time.Millisecond))
+			t.Logf("%s: first login in the outage %v (deadline %v); failing fast %v after the outage began; 50 later ones p50 %v, max %v; recovery noticed %v after the store came back",
+				k.name, firstTook.Round(time.Millisecond), storeTimeout, failFast.Round(time.Millisecond), later[len(later)/2], later[len(later)-1], recovered.Round(time.Millisecond))
 
 			// The reset lost in the outage is made after it.
 			u := counterKey(prefix, "u:u200")
