@@ -37,7 +37,7 @@ import (
 const (
 	schedSampleEvery  = 10 * time.Millisecond
 	schedWindow       = 25 // samples the allowance looks back on
-	schedFactor       = 4
+	schedFactor       = 8
 	maxSchedAllowance = 2 * time.Second
 	probeEvery        = 100 * time.Millisecond
 	maxProbesPerRound = 128 // a dead pooled connection fails one probe each
