@@ -5,7 +5,7 @@
 //
 // Open it from a URL (the package registers the scheme "memcached"):
 //
-//	memcached://cache1:11211,cache2:11211?prefix=myapp:&timeout=50ms&max_idle=64
+//	memcached://cache1:11211,cache2:11211?prefix=myapp:&timeout=1s&max_idle=64
 //
 // or with New on a *memcache.Client you configure (Timeout, MaxIdleConns,
 // DialContext for TLS). Keys are spread over the servers by gomemcache's
@@ -196,10 +196,12 @@
 // context before a call, between its steps, in its back-off and while
 // waiting for a key's lock, and returns at the first failed step. A call
 // whose step hangs therefore returns about client.Timeout after that step
-// began (up to twice that when a new connection must be dialled), not at the
-// context's deadline: set client.Timeout to about half the engine's store
-// deadline (the URL's default, 50ms, is half of DEFENDER_STORE_TIMEOUT's
-// 100ms). Every network error, timeout, refused connection or server error
+// began (up to twice that when a new connection must be dialled); the Store
+// itself answers at the context's deadline and leaves that work to end on
+// its own. Do not set client.Timeout below the engine's store deadline: on
+// a process whose CPU is saturated, a reply that has arrived may wait long
+// for its reader, and a short socket deadline turns healthy round trips into
+// errors (the URL's default, DefaultTimeout, is 1s). Every network error, timeout, refused connection or server error
 // wraps backend.ErrUnavailable, and also the context's error when its
 // deadline has passed. Set
 // client.MaxIdleConns to at least the expected number of concurrent calls

@@ -16,9 +16,15 @@ import (
 // Defaults of the URL parameters.
 const (
 	// DefaultTimeout is the client's network timeout when the URL has no
-	// timeout parameter: half the engine's default store deadline, since a
-	// hanging step may take up to twice the timeout (see the package doc).
-	DefaultTimeout = 50 * time.Millisecond
+	// timeout parameter. The engine bounds every call by its own deadline
+	// (its store timeout plus the process's scheduling delay); this one
+	// bounds a single network operation, so it must not be shorter than
+	// that deadline under load: a process whose CPU is saturated reads a
+	// reply that has arrived long after it arrived, and a 50ms socket
+	// deadline turned healthy round trips into errors in the load test. It
+	// also bounds the work a call abandoned at the engine's deadline keeps
+	// doing (see the package doc), which Close waits for.
+	DefaultTimeout = time.Second
 	// DefaultMaxIdle is the idle connections kept per server when the URL
 	// has no max_idle parameter.
 	DefaultMaxIdle = 64
@@ -32,7 +38,7 @@ func init() {
 
 // Open opens a Store from a URL of the form
 //
-//	memcached://host1:11211,host2:11211?prefix=myapp:&timeout=50ms&max_idle=64
+//	memcached://host1:11211,host2:11211?prefix=myapp:&timeout=1s&max_idle=64
 //
 // with one or more servers (the port defaults to 11211; keys are spread
 // over the servers by gomemcache's hash, with no fail-over). Parameters:
