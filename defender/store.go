@@ -25,11 +25,12 @@ import (
 //     schedSampleEvery; the allowance is schedFactor times the 99th
 //     percentile of the last samples, at most maxSchedAllowance. On an idle
 //     machine it is about zero.
-//   - Circuit breaker. The first outage error (not an invalid argument, not
-//     a full store) opens the breaker: later calls fail at once, without
-//     waiting for a deadline, and the fail mode answers them. A prober
-//     calls the store every probeEvery (each probe bounded by the deadline)
-//     and closes the breaker at the first answer.
+//   - Circuit breaker. An outage error (not an invalid argument, not a full
+//     store) makes the prober probe the store at once; when that probe is
+//     not answered either, the breaker opens: later calls fail at once,
+//     without waiting for a deadline, and the fail mode answers them. The
+//     prober then starts a probe round every probeEvery (each bounded by
+//     the deadline) and closes the breaker when two probes are answered.
 //   - Settles that failed. A success's reset that could not be made (store
 //     down, breaker open) is retried in the background until it is made or
 //     the counters it resets have expired, so that reservations never add
