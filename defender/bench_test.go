@@ -39,7 +39,7 @@ func BenchmarkAttemptMemory(b *testing.B) {
 	})
 }
 
-// BenchmarkMutexMapFloor is performance.md's floor: a mutex-guarded map,
+// BenchmarkMutexMapFloor is docs/benchmarks.md's floor: a mutex-guarded map,
 // check 2 keys and increment 2 counters.
 func BenchmarkMutexMapFloor(b *testing.B) {
 	var mu sync.Mutex

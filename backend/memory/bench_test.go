@@ -11,7 +11,7 @@ import (
 	"github.com/go-defender/defender/backend"
 )
 
-// floor is the reference of shared/spec/performance.md: one mutex-guarded
+// floor is the reference of docs/benchmarks.md: one mutex-guarded
 // map, check 2 keys and increment 2 counters.
 type floor struct {
 	mu sync.Mutex

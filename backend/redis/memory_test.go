@@ -13,7 +13,7 @@ import (
 
 // TestMemoryPerKey measures what one attacking identity costs in Redis: a
 // failure counter with its TTL, and a block, with the engine's key layout.
-// performance.md asks for the number; doc.go quotes it.
+// docs/benchmarks.md asks for the number; doc.go quotes it.
 func TestMemoryPerKey(t *testing.T) {
 	srv, c := standalone(t)
 	admin := srv.Client()

@@ -1,5 +1,5 @@
 // Package peers benchmarks defender beside the Go rate limiters a site might
-// use instead, on the same servers in the same run (shared/spec/performance.md:
+// use instead, on the same servers in the same run (docs/benchmarks.md:
 // "per attempt (2 keys: IP and username) no slower than the best Go peer's
 // single-key check"). It is a nested module so that the peers' code never
 // enters the dependency graph of defender's users.

@@ -11,7 +11,7 @@ import (
 // TestCallDeadlineAcrossRoundTrips adds 70ms to every reply — under the
 // Memcached client's 200ms network timeout, so no single round trip fails —
 // and measures each engine call. StoreTimeout (100ms) is the deadline of
-// every store call (behaviour.md section 8), so a call must not last much
+// every store call (docs/behaviour.md, store outages), so a call must not last much
 // longer, whatever the number of round trips it makes.
 //
 // Redis makes one round trip per call (a script), bounded by the context.

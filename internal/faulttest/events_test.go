@@ -13,7 +13,7 @@ import (
 
 // TestStoreEventsOnePairPerOutage: one outage of the store under
 // concurrent logins must fire store_failed once and store_recovered once
-// (behaviour.md section 10: hooks fire on real transitions only).
+// (docs/behaviour.md: hooks fire on real transitions only).
 //
 // This found a bug, now fixed: the engine judged health by the order in
 // which concurrent calls finished, so one outage under 8 workers fired 3-6

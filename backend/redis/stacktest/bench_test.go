@@ -19,7 +19,7 @@ import (
 // BenchmarkRedis measures, against one redis-server on loopback in the same
 // run: a go-redis PING (the round-trip floor), the store's Reserve (the
 // login check: one EVALSHA), and whole login attempts through the engine
-// (check+reserve, then settle), serial and parallel. performance.md's
+// (check+reserve, then settle), serial and parallel. docs/benchmarks.md's
 // target: a whole attempt <= 2.5x PING.
 func BenchmarkRedis(b *testing.B) {
 	addr := testserver.StartRedis(b)
