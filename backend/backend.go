@@ -162,6 +162,9 @@ type Reservation struct {
 	Counters []string
 	// TTL is the counters' sliding TTL; 0 = never expires (input).
 	TTL time.Duration
+	// TTLOnly says that the caller reads only Found and TTL of Block: a
+	// backend may leave Block.Value nil instead of copying it (input).
+	TTLOnly bool
 
 	// Blocked is the index in Blocks of a block that exists, or -1 (output).
 	Blocked int

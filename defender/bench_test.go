@@ -37,6 +37,30 @@ func BenchmarkAttemptMemory(b *testing.B) {
 			d.Check(ctx, l)
 		}
 	})
+	b.Run("failure-into", func(b *testing.B) {
+		var a Attempt
+		b.ReportAllocs()
+		for b.Loop() {
+			d.AttemptInto(ctx, l, &a)
+			a.Failed(ctx)
+		}
+	})
+	// A blocked client: the attempt is refused without being counted.
+	cfg.FailureLimit = 1
+	dl, _ := New(st, cfg, nil)
+	defer dl.Close()
+	locked := Login{IP: netip.MustParseAddr("192.0.2.9"), Username: "mallory"}
+	for i := 0; i < 3; i++ {
+		dl.Attempt(ctx, locked).Failed(ctx)
+	}
+	b.Run("locked", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if dl.Attempt(ctx, locked).Decision().Verdict != Locked {
+				b.Fatal("not locked")
+			}
+		}
+	})
 }
 
 // BenchmarkMutexMapFloor is docs/benchmarks.md's floor: a mutex-guarded map,

@@ -506,6 +506,7 @@ func (d *Defender) reserve(ctx context.Context, a *Attempt) {
 		Counters: a.st.keys[:n:n],
 		Blocks:   a.st.keys[n : 2*n : 2*n],
 		TTL:      d.ttl,
+		TTLOnly:  true,
 		Counts:   a.st.counts[:0],
 	}
 	a.store = d.store

@@ -693,6 +693,11 @@ func (s *Store) lookup(key string, now int64) (backend.Entry, error) {
 
 // lookupLocked is lookup with sh (key's live shard) locked by the caller.
 func (s *Store) lookupLocked(sh *shard, h uint64, key string, now int64) backend.Entry {
+	return s.lookupBlock(sh, h, key, now, false)
+}
+
+// lookupBlock is lookupLocked, without copying the value when ttlOnly.
+func (s *Store) lookupBlock(sh *shard, h uint64, key string, now int64, ttlOnly bool) backend.Entry {
 	i, ok := sh.find(h, key)
 	if !ok {
 		return backend.Entry{Key: key}
@@ -702,6 +707,13 @@ func (s *Store) lookupLocked(sh *shard, h uint64, key string, now int64) backend
 		sh.remove(i)
 		s.expiredN.Add(1)
 		return backend.Entry{Key: key}
+	}
+	if ttlOnly {
+		out := backend.Entry{Key: key, Found: true}
+		if e.exp != 0 {
+			out.TTL = time.Duration(e.exp - now)
+		}
+		return out
 	}
 	out := toEntry(e, now)
 	out.Key = key
@@ -823,7 +835,7 @@ func (s *Store) Reserve(ctx context.Context, r *backend.Reservation) error {
 			return backend.ErrClosed
 		}
 		if bi >= 0 {
-			if e := s.lookupLocked(&s.shards[bi], bh, r.Blocks[i], now); e.Found {
+			if e := s.lookupBlock(&s.shards[bi], bh, r.Blocks[i], now, r.TTLOnly); e.Found {
 				s.unlockPair(lo, hi)
 				r.Blocked, r.Block = i, e
 				s.refund(r.Counters[:min(i, nc)], 1, r.TTL, now)
