@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -166,6 +167,9 @@ func parseURL(rawURL string) (*config, error) {
 		}
 		o.ContextTimeoutEnabled = true
 		o.DialerRetries = 1
+		// go-redis 9.22 moved the default from 10s to 60s: a failover
+		// would go unseen for a minute.
+		o.ClusterStateReloadInterval = 10 * time.Second
 		cfg.cluster = o
 	case SchemeSentinel, SchemeSentinelTLS:
 		hosts, err := splitHosts(u)
