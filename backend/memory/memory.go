@@ -1056,11 +1056,18 @@ func (s *Store) Close() error {
 		s.closed.Store(true)
 		close(s.stop)
 		<-s.done
+		// Every shard is locked at once (in index order, the order the
+		// two-shard operations lock in) before any is cleared: a caller
+		// holding two shard locks sees both open or both closed.
+		for i := range s.shards {
+			s.shards[i].mu.Lock()
+		}
 		for i := range s.shards {
 			sh := &s.shards[i]
-			sh.mu.Lock()
 			sh.idx, sh.ents, sh.free, sh.n, sh.pinned, sh.nonEmpty = nil, nil, nil, 0, 0, 0
-			sh.mu.Unlock()
+		}
+		for i := range s.shards {
+			s.shards[i].mu.Unlock()
 		}
 	})
 	return nil

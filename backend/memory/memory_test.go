@@ -1038,3 +1038,56 @@ func TestHashCollisions(t *testing.T) {
 		sh.mu.Unlock()
 	}
 }
+
+// TestCloseRacingTwoShardCalls closes stores while goroutines run the
+// calls that lock two shards (Block, Reserve) on keys spread over every
+// shard. Close used to clear the shards one at a time, so a call holding a
+// low shard already cleared and a high one not yet cleared wrote into a
+// released shard (a panic). Each call must succeed or fail with ErrClosed.
+func TestCloseRacingTwoShardCalls(t *testing.T) {
+	for round := range 40 {
+		s := open(t, &Options{SweepInterval: -1})
+		var started sync.WaitGroup
+		var wg sync.WaitGroup
+		for w := range 4 {
+			started.Add(1)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for n := 0; ; n++ {
+					k := strconv.Itoa(round*1_000_000 + w*100_000 + n)
+					_, err := s.Block(bg, backend.BlockRequest{
+						BlockKey: "b" + k, LockoutsKey: "l" + k, CounterKey: "c" + k,
+						Window: time.Hour, Durations: []time.Duration{time.Hour},
+					})
+					if err == nil {
+						err = s.Reserve(bg, &backend.Reservation{
+							Blocks: []string{"x" + k, "y" + k}, Counters: []string{"p" + k, "q" + k}, TTL: time.Hour,
+						})
+					}
+					if n == 50 {
+						started.Done()
+					}
+					switch {
+					case errors.Is(err, backend.ErrClosed):
+						if n < 50 {
+							started.Done()
+						}
+						return
+					case err != nil:
+						t.Errorf("call while Close runs: %v, want nil or ErrClosed", err)
+						if n < 50 {
+							started.Done()
+						}
+						return
+					}
+				}
+			}()
+		}
+		started.Wait()
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+	}
+}
