@@ -686,18 +686,14 @@ func (s *Store) lookup(key string, now int64) (backend.Entry, error) {
 		sh.mu.Unlock()
 		return backend.Entry{}, backend.ErrClosed
 	}
-	out := s.lookupLocked(sh, h, key, now)
+	out := s.lookupLocked(sh, h, key, now, false)
 	sh.mu.Unlock()
 	return out, nil
 }
 
-// lookupLocked is lookup with sh (key's live shard) locked by the caller.
-func (s *Store) lookupLocked(sh *shard, h uint64, key string, now int64) backend.Entry {
-	return s.lookupBlock(sh, h, key, now, false)
-}
-
-// lookupBlock is lookupLocked, without copying the value when ttlOnly.
-func (s *Store) lookupBlock(sh *shard, h uint64, key string, now int64, ttlOnly bool) backend.Entry {
+// lookupLocked is lookup with sh (key's live shard) locked by the caller;
+// with ttlOnly the entry's Value is left nil (see toEntry).
+func (s *Store) lookupLocked(sh *shard, h uint64, key string, now int64, ttlOnly bool) backend.Entry {
 	i, ok := sh.find(h, key)
 	if !ok {
 		return backend.Entry{Key: key}
@@ -708,24 +704,20 @@ func (s *Store) lookupBlock(sh *shard, h uint64, key string, now int64, ttlOnly 
 		s.expiredN.Add(1)
 		return backend.Entry{Key: key}
 	}
-	if ttlOnly {
-		out := backend.Entry{Key: key, Found: true}
-		if e.exp != 0 {
-			out.TTL = time.Duration(e.exp - now)
-		}
-		return out
-	}
-	out := toEntry(e, now)
+	out := toEntry(e, now, ttlOnly)
 	out.Key = key
 	return out
 }
 
-// toEntry converts a live entry; the caller sets Key.
-func toEntry(e *entry, now int64) backend.Entry {
+// toEntry converts a live entry; the caller sets Key. With ttlOnly (a
+// Reservation's TTLOnly) the value is not copied: Value stays nil.
+func toEntry(e *entry, now int64, ttlOnly bool) backend.Entry {
 	out := backend.Entry{Found: true}
-	if e.kind == kindBlock {
+	switch {
+	case ttlOnly:
+	case e.kind == kindBlock:
 		out.Value = []byte(e.val)
-	} else {
+	default:
 		out.Value = strconv.AppendInt(nil, e.n, 10)
 	}
 	if e.exp != 0 {
@@ -835,7 +827,7 @@ func (s *Store) Reserve(ctx context.Context, r *backend.Reservation) error {
 			return backend.ErrClosed
 		}
 		if bi >= 0 {
-			if e := s.lookupBlock(&s.shards[bi], bh, r.Blocks[i], now, r.TTLOnly); e.Found {
+			if e := s.lookupLocked(&s.shards[bi], bh, r.Blocks[i], now, r.TTLOnly); e.Found {
 				s.unlockPair(lo, hi)
 				r.Blocked, r.Block = i, e
 				s.refund(r.Counters[:min(i, nc)], 1, r.TTL, now)
@@ -937,7 +929,7 @@ func (s *Store) Block(ctx context.Context, req backend.BlockRequest) (backend.Bl
 	if req.IfAbsent {
 		// The block key's shard is locked: checking and blocking are
 		// atomic.
-		if e := s.lookupLocked(bsh, bh, req.BlockKey, now); e.Found {
+		if e := s.lookupLocked(bsh, bh, req.BlockKey, now, false); e.Found {
 			s.unlockPair(lo, hi)
 			return backend.BlockResult{Duration: e.TTL, Existing: true}, nil
 		}

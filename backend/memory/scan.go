@@ -63,7 +63,7 @@ func (s *Store) Scan(ctx context.Context, prefix, cursor string, limit int) ([]b
 		}
 		for _, i := range hits {
 			e := &sh.ents[i]
-			ent := toEntry(e, now)
+			ent := toEntry(e, now, false)
 			ent.Key = e.key
 			out = append(out, ent)
 		}
