@@ -257,21 +257,15 @@ func (d *Defender) prober() {
 // probeRound probes the store back to back while probes fail fast (a
 // client's pool may hold a dead connection per slot, each failing once),
 // within one deadline; it returns the health generation and the time it
-// began with, and its error (nil: the store answered; only outage errors
-// count).
+// began with, and its error (nil: the store answered).
 func (d *Defender) probeRound() (gen uint64, start time.Time, err error) {
-	probe := []string{d.prefix + ":probe"}
 	gen = d.health.Load()
 	start = d.now()
 	round := time.Now().Add(d.deadline())
 	for try := 0; try < maxProbesPerRound; try++ {
-		err = d.probe(probe, round)
-		if !isOutage(err) || !time.Now().Before(round) {
+		if err = d.probe(round); err == nil || !time.Now().Before(round) {
 			break
 		}
-	}
-	if !isOutage(err) {
-		err = nil
 	}
 	return gen, start, err
 }
@@ -287,24 +281,21 @@ func (d *Defender) confirmProbe() error {
 		return errCircuitOpen
 	case <-t.C:
 	}
-	err := d.probe([]string{d.prefix + ":probe"}, time.Now().Add(d.deadline()))
-	if !isOutage(err) {
-		return nil
-	}
-	return err
+	return d.probe(time.Now().Add(d.deadline()))
 }
 
-// probe reads key from the store by deadline. A client that does not
-// honour the deadline (a cluster client reloading its state, say) does not
-// hold the prober: the probe counts as failed at the deadline, and the call
-// ends on its own.
-func (d *Defender) probe(keys []string, deadline time.Time) error {
+// probe reads the probe key from the store by deadline and returns the
+// outage error it met, or nil when the store answered (only outage errors
+// count: see isOutage). A client that does not honour the deadline (a
+// cluster client reloading its state, say) does not hold the prober: the
+// probe counts as failed at the deadline, and the call ends on its own.
+func (d *Defender) probe(deadline time.Time) error {
 	done := make(chan error, 1)
 	d.guard.wg.Add(1)
 	go func() {
 		defer d.guard.wg.Done()
 		sctx, cancel := context.WithDeadline(context.Background(), deadline)
-		_, err := d.store.Get(sctx, keys)
+		_, err := d.store.Get(sctx, []string{d.prefix + ":probe"})
 		cancel()
 		done <- err
 	}()
@@ -312,6 +303,9 @@ func (d *Defender) probe(keys []string, deadline time.Time) error {
 	defer t.Stop()
 	select {
 	case err := <-done:
+		if !isOutage(err) {
+			return nil
+		}
 		return err
 	case <-t.C:
 		return fmt.Errorf("defender: probe: %w", context.DeadlineExceeded)
