@@ -2,6 +2,7 @@ package docscheck
 
 import (
 	"fmt"
+	"go/ast"
 	"go/parser"
 	"go/token"
 	"os"
@@ -111,46 +112,75 @@ func TestRelativeLinksResolve(t *testing.T) {
 	}
 }
 
-// parseSnippet reports whether src parses as a Go file, as top-level
-// declarations, or as statements, and the error of the closest attempt.
-// A line holding only "..." stands for elided code.
-func parseSnippet(src string) error {
-	src = elisionRE.ReplaceAllString(src, "$1// ...")
-	fset := token.NewFileSet()
-	if strings.HasPrefix(strings.TrimSpace(src), "package ") {
-		_, err := parser.ParseFile(fset, "snippet.go", src, parser.AllErrors)
-		return err
-	}
-	if _, err := parser.ParseFile(fset, "snippet.go", "package p\n"+src, parser.AllErrors); err == nil {
-		return nil
-	}
-	imports := ""
-	if m := importRE.FindString(src); m != "" {
-		imports, src = m, src[len(m):]
-	}
-	_, err := parser.ParseFile(fset, "snippet.go", "package p\n"+imports+"\nfunc _() {\n"+src+"\n}", parser.AllErrors)
-	return err
+// goBlock is a Go code block of the docs.
+type goBlock struct {
+	page string // relative to root
+	n    int    // its number among the page's code blocks, from 1
+	src  string
 }
 
-func TestGoSnippetsParse(t *testing.T) {
-	n := 0
+// goBlocks returns the Go blocks of README.md and docs/*.md.
+func goBlocks(t *testing.T) []goBlock {
+	t.Helper()
+	var out []goBlock
 	for _, p := range pages(t) {
 		data, err := os.ReadFile(filepath.Join(root, p))
 		if err != nil {
 			t.Fatal(err)
 		}
 		for i, m := range fenceRE.FindAllStringSubmatch(string(data), -1) {
-			if m[1] != "go" {
-				continue
-			}
-			n++
-			if err := parseSnippet(m[2]); err != nil {
-				t.Errorf("%s: Go block %d does not parse: %v\n%s", p, i+1, err, m[2])
+			if m[1] == "go" {
+				out = append(out, goBlock{page: p, n: i + 1, src: m[2]})
 			}
 		}
 	}
-	if n < 10 {
-		t.Fatalf("found only %d Go blocks in the docs", n)
+	return out
+}
+
+// splitImports returns the import declarations src starts with, and the
+// rest of src.
+func splitImports(src string) (imports, rest string) {
+	m := importRE.FindString(src)
+	return m, src[len(m):]
+}
+
+// parseFragment parses src, a snippet without a package clause, as
+// top-level declarations, or else as the statements of a function, with
+// its imports and extra (more import declarations) at the top. The error is
+// that of the statements attempt.
+func parseFragment(fset *token.FileSet, src, extra string, mode parser.Mode) (*ast.File, error) {
+	imports, body := splitImports(src)
+	imports += extra
+	if f, err := parser.ParseFile(fset, "snippet.go", "package p\n"+imports+"\n"+body, mode); err == nil {
+		return f, nil
+	}
+	return parser.ParseFile(fset, "snippet.go", "package p\n"+imports+"\nfunc _() {\n"+body+"\n}\n", mode)
+}
+
+// parseSnippet reports whether src parses as a Go file, as top-level
+// declarations, or as statements, and the error of the closest attempt.
+// A line holding only "..." stands for elided code.
+func parseSnippet(src string) error {
+	src = elisionRE.ReplaceAllString(src, "$1// ...")
+	fset := token.NewFileSet()
+	var err error
+	if strings.HasPrefix(strings.TrimSpace(src), "package ") {
+		_, err = parser.ParseFile(fset, "snippet.go", src, parser.AllErrors)
+	} else {
+		_, err = parseFragment(fset, src, "", parser.AllErrors)
+	}
+	return err
+}
+
+func TestGoSnippetsParse(t *testing.T) {
+	blocks := goBlocks(t)
+	for _, b := range blocks {
+		if err := parseSnippet(b.src); err != nil {
+			t.Errorf("%s: Go block %d does not parse: %v\n%s", b.page, b.n, err, b.src)
+		}
+	}
+	if len(blocks) < 10 {
+		t.Fatalf("found only %d Go blocks in the docs", len(blocks))
 	}
 }
 
@@ -160,9 +190,13 @@ func TestCheckersCatch(t *testing.T) {
 	page := filepath.Join(dir, "page.md")
 	os.WriteFile(filepath.Join(dir, "other.md"), []byte("# A title\n"), 0o644)
 	os.WriteFile(page, []byte("[ok](other.md#a-title) [gone](missing.md) [frag](other.md#nope) [web](https://example.com/x.md)\n"), 0o644)
-	rel, err := filepath.Rel(root, page)
+	abs, err := filepath.Abs(root)
 	if err != nil {
-		t.Skip("temp dir not reachable from the repository:", err)
+		t.Fatal(err)
+	}
+	rel, err := filepath.Rel(abs, page) // brokenLinks takes a path relative to root
+	if err != nil {
+		t.Fatal(err)
 	}
 	bad, err := brokenLinks(rel)
 	if err != nil {

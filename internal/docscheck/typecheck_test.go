@@ -3,10 +3,8 @@ package docscheck
 import (
 	"go/ast"
 	"go/importer"
-	"go/parser"
 	"go/token"
 	"go/types"
-	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -58,8 +56,12 @@ var knownImports = map[string]string{
 // names defined elsewhere in the program, results not used in the excerpt.
 var ignored = regexp.MustCompile(`undefined: |declared and not used|imported and not used|is not used|missing return|redeclared|no new variables`)
 
-// selectorRE finds the package names a snippet uses (pkg.Name).
-var selectorRE = regexp.MustCompile(`\b([a-z][a-z0-9]*)\.[A-Z]`)
+var (
+	// selectorRE finds the package names a snippet uses (pkg.Name).
+	selectorRE = regexp.MustCompile(`\b([a-z][a-z0-9]*)\.[A-Z]`)
+	// quotedRE finds the paths of import declarations.
+	quotedRE = regexp.MustCompile(`"([^"]+)"`)
+)
 
 // typeChecker type-checks snippets against the repository's packages,
 // imported from source once.
@@ -82,16 +84,13 @@ func (tc *typeChecker) check(src string) (skipped bool, err error) {
 	if strings.HasPrefix(strings.TrimSpace(src), "package ") {
 		return true, nil // a whole program: parsed by TestGoSnippetsParse
 	}
-	var imports string
-	if m := importRE.FindString(src); m != "" {
-		imports, src = m, src[len(m):]
-	}
+	imports, body := splitImports(src)
 	declared := map[string]bool{}
-	for _, m := range regexp.MustCompile(`"([^"]+)"`).FindAllStringSubmatch(imports, -1) {
+	for _, m := range quotedRE.FindAllStringSubmatch(imports, -1) {
 		declared[filepath.Base(m[1])] = true
 	}
 	var need []string
-	for _, m := range selectorRE.FindAllStringSubmatch(src, -1) {
+	for _, m := range selectorRE.FindAllStringSubmatch(body, -1) {
 		name := m[1]
 		if declared[name] {
 			continue
@@ -109,16 +108,13 @@ func (tc *typeChecker) check(src string) (skipped bool, err error) {
 		}
 	}
 	sort.Strings(need)
+	var extra string
 	if len(need) > 0 {
-		imports += "\nimport (\n" + strings.Join(need, "\n") + "\n)\n"
+		extra = "\nimport (\n" + strings.Join(need, "\n") + "\n)\n"
 	}
-	body := "package p\n" + imports + "\n" + src
-	f, perr := parser.ParseFile(tc.fset, "snippet.go", body, 0)
+	f, perr := parseFragment(tc.fset, src, extra, 0)
 	if perr != nil {
-		body = "package p\n" + imports + "\nfunc _() {\n" + src + "\n}\n"
-		if f, perr = parser.ParseFile(tc.fset, "snippet.go", body, 0); perr != nil {
-			return false, perr
-		}
+		return false, perr
 	}
 	var first error
 	conf := types.Config{Importer: tc.imp, Error: func(e error) {
@@ -139,24 +135,15 @@ func TestGoSnippetsTypeCheck(t *testing.T) {
 	}
 	tc := newTypeChecker()
 	checked, skipped := 0, 0
-	for _, p := range pages(t) {
-		data, err := os.ReadFile(filepath.Join(root, p))
-		if err != nil {
-			t.Fatal(err)
+	for _, b := range goBlocks(t) {
+		skip, err := tc.check(b.src)
+		if skip {
+			skipped++
+			continue
 		}
-		for i, m := range fenceRE.FindAllStringSubmatch(string(data), -1) {
-			if m[1] != "go" {
-				continue
-			}
-			skip, err := tc.check(m[2])
-			if skip {
-				skipped++
-				continue
-			}
-			checked++
-			if err != nil {
-				t.Errorf("%s: Go block %d does not type-check: %v\n%s", p, i+1, err, m[2])
-			}
+		checked++
+		if err != nil {
+			t.Errorf("%s: Go block %d does not type-check: %v\n%s", b.page, b.n, err, b.src)
 		}
 	}
 	t.Logf("%d Go blocks type-checked, %d whole programs only parsed", checked, skipped)
